@@ -1,0 +1,118 @@
+"""Every error the package raises, rooted at one base class.
+
+::
+
+    ScreeningError                 code: a stable snake_case string
+    ├── RuleSetError               rule files or a site parameter file cannot be used;
+    │                              .problems lists every Problem (file:line:col: code: message)
+    ├── RecordError                a patient record is invalid; .record_id and .problems
+    │                              (each naming the field)
+    ├── InputError                 input that is not a record at all: unreadable JSON, an
+    │                              unknown format; .source and .position say where
+    └── EngineError                durable-rules failed or contradicted itself; raised only
+                                   by screening.engine, which maps every engine failure here
+
+A user never sees a raw pydantic, YAML or engine traceback: each is translated into one of
+these where it happens, and the CLI, the HTTP service and the batch runner print them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a rule file, a site parameter file or a record."""
+
+    file: str
+    line: int
+    column: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
+        return f"{where}: {self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid field of a record: its dotted path, a stable code and a message."""
+
+    field: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.code}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class ScreeningError(Exception):
+    """Base of every error this package raises."""
+
+    code = "screening_error"
+
+
+class RuleSetError(ScreeningError):
+    """The rule set (or a site parameter file) has problems; all of them are listed."""
+
+    code = "invalid_rules"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        lines = "\n".join(str(p) for p in self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the rule set:\n{lines}")
+
+
+class RecordError(ScreeningError):
+    """A patient record failed validation. Every invalid field is listed."""
+
+    code = "invalid_record"
+
+    def __init__(self, record_id: str | None, problems: list[FieldProblem]) -> None:
+        self.record_id = record_id
+        self.problems = problems
+        who = f"record {record_id!r}" if record_id else "record"
+        details = "; ".join(str(p) for p in problems)
+        super().__init__(f"{who}: {details}")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "record_id": self.record_id,
+            "message": str(self),
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+class InputError(ScreeningError):
+    """Input that could not be read as a record: bad JSON, an unknown shape."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, source: str | None = None, position: str | None = None):
+        self.source = source
+        self.position = position
+        where = ":".join(p for p in (source, position) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": str(self),
+            "source": self.source,
+            "position": self.position,
+        }
+
+
+class EngineError(ScreeningError):
+    """durable-rules failed, or its result contradicted the facts it was given."""
+
+    code = "engine_error"

@@ -1,0 +1,298 @@
+"""The native intake record: what an intake system sends about one patient.
+
+The model tells *unknown* apart from *none*. A list that is ``null`` or left out is
+unknown where the clinical spec needs an explicit answer (psychiatric history, substance
+use history, treatment history); an empty list ``[]`` is an explicit "none". Lists of
+observations (blood pressure, pain scores, labs) default to empty: a missing reading makes
+the criteria that need it *unknown* through their recency windows, not through the list.
+
+:func:`parse_record` is the one way in: it validates against the screening date and turns
+every pydantic complaint into a :class:`~screening.errors.RecordError` that names the record
+and the field.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .errors import FieldProblem, RecordError
+
+CodeSystem = Literal["icd-10-cm", "snomed"]
+Source = Annotated[
+    str | None,
+    Field(default=None, description="Where the item came from, e.g. a FHIR 'Condition/abc'."),
+]
+
+
+class Status(StrEnum):
+    """Clinical status of a diagnosis."""
+
+    active = "active"
+    remission = "remission"
+    resolved = "resolved"
+
+
+class TreatmentClass(StrEnum):
+    """The conventional treatment classes of INC-REFRACTORY."""
+
+    gabapentinoid_anticonvulsant = "gabapentinoid_anticonvulsant"
+    snri_tca = "snri_tca"
+    nsaid_nonopioid = "nsaid_nonopioid"
+    opioid = "opioid"
+    topical = "topical"
+    physical_therapy = "physical_therapy"
+    interventional = "interventional"
+    psychological = "psychological"
+
+
+class TrialOutcome(StrEnum):
+    """How a treatment trial ended. ``unknown`` is never counted as failed."""
+
+    ineffective = "ineffective"
+    partial_response = "partial_response"
+    not_tolerated = "not_tolerated"
+    effective = "effective"
+    ongoing = "ongoing"
+    unknown = "unknown"
+
+
+FAILED_OUTCOMES = frozenset(
+    {TrialOutcome.ineffective, TrialOutcome.partial_response, TrialOutcome.not_tolerated}
+)
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_in_future(cls, value: Any, info: ValidationInfo) -> Any:
+        as_of = (info.context or {}).get("as_of")
+        if isinstance(value, date) and as_of is not None and value > as_of:
+            raise ValueError(f"date {value.isoformat()} is after the screening date {as_of}")
+        return value
+
+
+class Diagnosis(_Item):
+    """A coded diagnosis with its status and dates."""
+
+    code: str = Field(min_length=1, description="ICD-10-CM (e.g. F31.2) or SNOMED CT code.")
+    system: CodeSystem = "icd-10-cm"
+    display: str | None = None
+    status: Status = Status.active
+    onset: date | None = None
+    last_active: date | None = Field(
+        default=None,
+        description="Last episode or last problematic use; for remission, when it began.",
+    )
+    source: Source = None
+
+
+class PainCondition(Diagnosis):
+    """A pain condition. ``primary`` marks the one the referral is for."""
+
+    primary: bool = False
+    duration_months: float | None = Field(
+        default=None, ge=0, le=1200, description="Pain duration at screening, if no onset date."
+    )
+
+
+class PainScore(_Item):
+    """A 0-10 numeric rating scale score."""
+
+    score: float = Field(ge=0, le=10)
+    date: date
+    source: Source = None
+
+
+class TreatmentTrial(_Item):
+    """A past or current trial of a drug or a modality, and how it ended."""
+
+    name: str = Field(min_length=1)
+    code: str | None = Field(default=None, description="RxNorm or SNOMED CT code.")
+    treatment_class: TreatmentClass | None = Field(
+        default=None, description="Left out, it is looked up from the code or name."
+    )
+    start: date | None = None
+    end: date | None = None
+    outcome: TrialOutcome = TrialOutcome.unknown
+    inferred: bool = Field(default=False, description="The outcome was inferred, not recorded.")
+    source: Source = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TreatmentTrial:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class BloodPressure(_Item):
+    """A blood pressure reading in mmHg."""
+
+    systolic: float = Field(ge=40, le=300)
+    diastolic: float = Field(ge=20, le=200)
+    date: date
+    source: Source = None
+
+    @model_validator(mode="after")
+    def _diastolic_below_systolic(self) -> BloodPressure:
+        if self.diastolic >= self.systolic:
+            raise ValueError(f"diastolic {self.diastolic:g} is not below systolic {self.systolic:g}")
+        return self
+
+
+class HeartRate(_Item):
+    """A heart rate in beats per minute."""
+
+    bpm: float = Field(ge=20, le=300)
+    date: date
+    source: Source = None
+
+
+class LabResult(_Item):
+    """A laboratory result, with the upper limit of normal when the lab reports one."""
+
+    test: str = Field(min_length=1, description="Test name, e.g. ALT or AST.")
+    code: str | None = Field(default=None, description="LOINC code, e.g. 1742-6 for ALT.")
+    value: float = Field(ge=0)
+    unit: str | None = None
+    upper_limit: float | None = Field(default=None, gt=0)
+    date: date
+    source: Source = None
+
+
+class Phq9(_Item):
+    """A PHQ-9 questionnaire: item 9 (thoughts of self-harm, 0-3) and/or the total."""
+
+    item9: int | None = Field(default=None, ge=0, le=3)
+    total: int | None = Field(default=None, ge=0, le=27)
+    date: date
+    source: Source = None
+
+
+class Medication(_Item):
+    """A medication, current or past."""
+
+    name: str = Field(min_length=1)
+    code: str | None = Field(default=None, description="RxNorm code.")
+    status: Literal["current", "past"] = "current"
+    daily_dose_mg: float | None = Field(default=None, ge=0, le=100000)
+    source: Source = None
+
+
+class Allergy(_Item):
+    """A documented allergy or hypersensitivity."""
+
+    substance: str = Field(min_length=1)
+    code: str | None = Field(default=None, description="RxNorm or SNOMED CT code.")
+    source: Source = None
+
+
+class PregnancyStatus(_Item):
+    """A dated pregnancy status."""
+
+    status: Literal["pregnant", "not_pregnant"]
+    date: date
+    source: Source = None
+
+
+class Record(BaseModel):
+    """One patient's intake record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    birth_date: date | None = None
+    age: int | None = Field(default=None, ge=0, le=130, description="Years, if no birth date.")
+    sex: Literal["female", "male", "other"] | None = None
+    deceased: bool = False
+    weight_kg: float | None = Field(default=None, gt=1, le=400)
+    pregnancy_status: list[PregnancyStatus] = []
+    breastfeeding: bool | None = None
+    pain_conditions: list[PainCondition] = []
+    pain_scores: list[PainScore] = []
+    treatments: list[TreatmentTrial] | None = Field(
+        default=None, description="null: treatment history not taken; []: no prior treatment."
+    )
+    psychiatric_history: list[Diagnosis] | None = Field(
+        default=None, description="null: not asked (unknown); []: explicitly none."
+    )
+    substance_use_history: list[Diagnosis] | None = Field(
+        default=None, description="null: not asked (unknown); []: explicitly none."
+    )
+    conditions: list[Diagnosis] = Field(
+        default=[], description="Other diagnoses: cardiovascular, hepatic, neurological, ..."
+    )
+    blood_pressure: list[BloodPressure] = []
+    heart_rate: list[HeartRate] = []
+    labs: list[LabResult] = []
+    phq9: list[Phq9] = []
+    medications: list[Medication] = []
+    allergies: list[Allergy] = []
+
+    @field_validator("birth_date")
+    @classmethod
+    def _birth_date_plausible(cls, value: date | None, info: ValidationInfo) -> date | None:
+        as_of = (info.context or {}).get("as_of")
+        if value is not None and as_of is not None:
+            if value > as_of:
+                raise ValueError(f"birth date {value} is after the screening date {as_of}")
+            if years_between(value, as_of) > 130:
+                raise ValueError(f"birth date {value} gives an age over 130 years")
+        return value
+
+
+def years_between(start: date, end: date) -> int:
+    """Whole years from ``start`` to ``end`` (an age)."""
+    return end.year - start.year - ((end.month, end.day) < (start.month, start.day))
+
+
+def parse_record(data: Any, as_of: date) -> Record:
+    """Validate one record against the screening date, or raise a RecordError."""
+    record_id = _record_id_of(data)
+    try:
+        if isinstance(data, (str, bytes)):
+            return Record.model_validate_json(data, context={"as_of": as_of})
+        return Record.model_validate(data, context={"as_of": as_of})
+    except ValidationError as error:
+        raise RecordError(record_id, field_problems(error)) from None
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """Translate a pydantic ValidationError into FieldProblems with dotted paths."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] in ("enum", "literal_error") and "input" in item:
+            message = f"{item['input']!r} is not allowed: {message.lower()}"
+        problems.append(FieldProblem(dotted(item["loc"]) or "(record)", item["type"], message))
+    return problems
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as ``blood_pressure[0].systolic``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _record_id_of(data: Any) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id")
+        return str(value) if value is not None else None
+    return None

@@ -1,0 +1,152 @@
+"""The rule file format, as pydantic models. Unknown keys and wrong types are errors.
+
+A rule directory holds YAML files; each may contain any of these top-level sections, and
+the loader (:mod:`screening.ruleset`) merges them::
+
+    ruleset:     id, version, title, description         (exactly one file has it)
+    sources:     id -> citation, label, url, seed         (provenance of criteria)
+    parameters:  name -> default, unit, description       (thresholds and windows)
+    answers:     record field -> what to ask when it is left blank
+    value_sets:  id -> title, source, icd10cm, snomed, rxnorm, loinc, text, ...
+    facts:       name -> aggregate, args, output, ask, if_absent, not_checked
+    criteria:    list of id, title, effect, sources, when, reason, recommendation, ...
+    dosing:      reference dosing ranges shown for eligible patients
+
+Files named ``*_test.yaml`` hold test cases instead (:mod:`screening.casetests`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+CriterionId = Annotated[str, Field(pattern=r"^(INC|IND|EXC|REV|CAU)-[A-Z0-9]+(-[A-Z0-9]+)*$")]
+Effect = Literal["require", "indication", "exclude", "review", "caution"]
+ScalarValue = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RulesetMeta(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]
+    version: Annotated[str, Field(min_length=1)]
+    title: str
+    description: str = ""
+
+
+class SourceDef(_Strict):
+    citation: str
+    label: str | None = None
+    url: str | None = None
+    seed: str | None = Field(default=None, description="File name of a seed document.")
+
+
+class ParameterDef(_Strict):
+    default: ScalarValue
+    unit: str | None = None
+    description: str
+    minimum: StrictInt | StrictFloat | None = None
+    maximum: StrictInt | StrictFloat | None = None
+
+
+class ValueSetDef(_Strict):
+    title: str
+    source: str
+    icd10cm: list[StrictStr] = []
+    exclude_icd10cm: list[StrictStr] = []
+    snomed: list[StrictStr] = []
+    rxnorm: list[StrictStr] = []
+    loinc: list[StrictStr] = []
+    text: list[StrictStr] = []
+    attributes: dict[str, StrictStr] = {}
+    dose_factors: dict[str, StrictInt | StrictFloat] = {}
+
+    @model_validator(mode="after")
+    def _has_codes(self) -> ValueSetDef:
+        if not (self.icd10cm or self.snomed or self.rxnorm or self.loinc):
+            raise ValueError("a value set needs at least one of icd10cm, snomed, rxnorm, loinc")
+        return self
+
+
+class FactDef(_Strict):
+    description: str
+    aggregate: str
+    args: dict[str, Any] = {}
+    output: str = "value"
+    also: list[str] = Field(default=[], description="Other outputs to expose as facts named <fact>_<output>.")
+    ask: str | None = Field(default=None, description="What to ask for when this fact is unknown.")
+    if_absent: ScalarValue | None = Field(
+        default=None, description="Value to use when absent; without it, absent means unknown."
+    )
+    not_checked: str | None = Field(default=None, description="Note shown when if_absent was used.")
+
+
+class Templates(_Strict):
+    met: str | None = None
+    not_met: str | None = None
+    unknown: str | None = None
+
+
+class Reasons(_Strict):
+    met: str
+    not_met: str
+    unknown: str
+
+
+class Emphasis(_Strict):
+    when: Any
+    text: str
+
+
+class CriterionDef(_Strict):
+    id: CriterionId
+    title: str
+    effect: Effect
+    sources: Annotated[list[StrictStr], Field(min_length=1)]
+    when: Any
+    not_met_when: Any = None
+    reason: Reasons
+    recommendation: Templates = Templates()
+    ask: str | None = Field(
+        default=None, description="What would settle it when unknown with every fact known."
+    )
+    emphasis: Emphasis | None = None
+    urgent: bool = False
+    description: str = ""
+
+
+class DoseRange(_Strict):
+    label: str
+    low_mg_per_kg: StrictInt | StrictFloat
+    high_mg_per_kg: StrictInt | StrictFloat
+    detail: str
+    source: str
+
+
+class DosingDef(_Strict):
+    note: str
+    ranges: list[DoseRange]
+
+
+class RuleFile(_Strict):
+    ruleset: RulesetMeta | None = None
+    sources: dict[Name, SourceDef] = {}
+    parameters: dict[Name, ParameterDef] = {}
+    answers: dict[Literal["psychiatric_history", "substance_use_history", "treatments"], str] = {}
+    value_sets: dict[Name, ValueSetDef] = {}
+    facts: dict[Name, FactDef] = {}
+    criteria: list[CriterionDef] = []
+    dosing: DosingDef | None = None

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from screening import Screener
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+AS_OF = "2026-11-22"
+
+
+@pytest.fixture(scope="session")
+def screener() -> Screener:
+    """One engine for the whole session, on the real rule files."""
+    return Screener(RULES)
+
+
+def eligible_record(**changes: object) -> dict[str, object]:
+    """A complete record that meets every criterion with no caution; override fields."""
+    record: dict[str, object] = {
+        "id": "base-eligible",
+        "birth_date": "1975-03-02",
+        "sex": "male",
+        "weight_kg": 82,
+        "pain_conditions": [
+            {
+                "code": "G90.512",
+                "display": "Complex regional pain syndrome I of left upper limb",
+                "onset": "2023-05-10",
+                "primary": True,
+            }
+        ],
+        "pain_scores": [{"score": 7, "date": "2026-11-01"}],
+        "treatments": [
+            {
+                "name": "gabapentin",
+                "treatment_class": "gabapentinoid_anticonvulsant",
+                "outcome": "ineffective",
+            },
+            {"name": "duloxetine", "treatment_class": "snri_tca", "outcome": "not_tolerated"},
+        ],
+        "psychiatric_history": [],
+        "substance_use_history": [],
+        "conditions": [],
+        "blood_pressure": [{"systolic": 128, "diastolic": 78, "date": "2026-11-10"}],
+        "medications": [],
+        "allergies": [],
+    }
+    record.update(changes)
+    return record

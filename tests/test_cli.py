@@ -1,0 +1,91 @@
+"""The command line, through click's runner: outputs, exit codes and help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from screening.cli import main
+
+from .conftest import AS_OF, ROOT, RULES, eligible_record
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_decide_as_their_names_say(example: Path) -> None:
+    code, out, _ = run("check", str(example), "--as-of", AS_OF, "--format", "json")
+    assert code == 0
+    decision = json.loads(out)
+    expected = example.stem.split("__")[0]
+    assert decision["outcome"] == expected
+
+
+def test_check_reads_stdin_and_renders_text() -> None:
+    code, out, _ = run("check", "-", "--as-of", AS_OF, input=json.dumps(eligible_record()))
+    assert code == 0
+    assert out.startswith(" ELIGIBLE ")
+    assert "Criteria passed" in out and "Next steps" in out
+
+
+def test_bad_input_exits_1_with_a_message_not_a_traceback() -> None:
+    record = eligible_record(blood_pressure=[{"systolic": 40000, "diastolic": 80, "date": "2026-11-01"}])
+    code, _out, err = run("check", "-", "--as-of", AS_OF, input=json.dumps(record))
+    assert code == 1
+    assert "blood_pressure[0].systolic" in err and "Traceback" not in err
+    code, _, err = run("check", "-", input="{oops")
+    assert code == 1 and "not valid JSON" in err
+
+
+def test_rules_validate_test_and_show() -> None:
+    code, out, _ = run("rules", "validate", str(RULES))
+    assert code == 0 and out.startswith("ok: ketamine-chronic-pain")
+    code, out, _ = run("rules", "test", str(RULES))
+    assert code == 0 and " passed, 0 failed" in out
+    code, out, _ = run("rules", "show", "--rules", str(RULES), "--compiled")
+    assert code == 0 and "EXC-BP-UNCONTROLLED:met" in json.loads(out)
+
+
+def test_rules_test_exit_codes(tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "rules"
+    shutil.copytree(RULES, broken)
+    cases = broken / "inclusion_test.yaml"
+    cases.write_text(cases.read_text().replace("outcome: ineligible", "outcome: eligible", 1))
+    code, out, _ = run("rules", "test", str(broken))
+    assert code == 2 and "FAIL" in out
+    (broken / "inclusion.yaml").write_text("criteria: [oops\n")
+    code, _, err = run("rules", "test", str(broken))
+    assert code == 1 and "yaml_syntax" in err
+
+
+def test_schema_is_json_schema() -> None:
+    code, out, _ = run("schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["title"] == "Record" and "psychiatric_history" in schema["properties"]
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            out.extend(_commands(command, f"{prefix}{name} "))
+    return out
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(main), ids=[n for n, _ in _commands(main)])
+def test_every_command_has_help_with_an_example(name: str, command: click.Command) -> None:
+    code, out, _ = run(*name.split(), "--help")
+    assert code == 0
+    assert "Example" in out, f"{name} --help has no example"
