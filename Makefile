@@ -19,7 +19,8 @@ demo: install
 	@for f in examples/*.json; do echo; echo "== $$f"; $(BIN)/screening check $$f --as-of 2026-11-22 || exit 1; done
 
 lint: install
-	$(BIN)/ruff check screening tests bench
+	$(BIN)/ruff check screening tests $(wildcard bench)
+	$(BIN)/ruff format --check screening tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: lint

@@ -61,16 +61,67 @@ class Finding:
     blocked_by: str | None = None
 
 
+class DiagnosisClassifier:
+    """Which value sets a coded diagnosis belongs to, memoised across records."""
+
+    def __init__(self, value_sets: Iterable[ValueSet], limit: int = 100_000) -> None:
+        self._value_sets = tuple(value_sets)
+        self._cache: dict[tuple[str, str, str | None], frozenset[str]] = {}
+        self._limit = limit
+
+    def __call__(self, dx: Diagnosis) -> frozenset[str]:
+        key = (dx.system, dx.code, dx.display)
+        found = self._cache.get(key)
+        if found is None:
+            found = frozenset(
+                vs.id for vs in self._value_sets if vs.matches_diagnosis(dx.code, dx.system, dx.display)
+            )
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+
+class RecordView:
+    """One record on one screening date, with per-record work done once."""
+
+    __slots__ = ("_diagnoses", "as_of", "classify", "record")
+
+    def __init__(self, record: Record, as_of: date, classify: DiagnosisClassifier) -> None:
+        self.record = record
+        self.as_of = as_of
+        self.classify = classify
+        self._diagnoses: list[tuple[Diagnosis, frozenset[str]]] | None = None
+
+    def diagnoses(self) -> list[tuple[Diagnosis, frozenset[str]]]:
+        """Every diagnosis of every list, with the ids of the value sets it belongs to."""
+        if self._diagnoses is None:
+            record = self.record
+            every = [
+                *(record.psychiatric_history or ()),
+                *(record.substance_use_history or ()),
+                *record.conditions,
+                *record.pain_conditions,
+            ]
+            self._diagnoses = [(dx, self.classify(dx)) for dx in every]
+        return self._diagnoses
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """An aggregate's function and its signature, checked when rule files load."""
 
     name: str
-    func: Callable[[Record, date, Mapping[str, Any]], Finding]
+    func: Callable[[RecordView, Mapping[str, Any]], Finding]
     args: Mapping[str, ArgKind]
     optional: frozenset[str]
     outputs: Mapping[str, FactType]
     doc: str
+    unknown_only_with: frozenset[str] | None = None
+    """None: any output may be unknown. A set: only when one of these arguments is given."""
+
+    def may_be_unknown(self, args: Mapping[str, Any]) -> bool:
+        return self.unknown_only_with is None or any(name in args for name in self.unknown_only_with)
 
 
 AGGREGATES: dict[str, Aggregate] = {}
@@ -80,10 +131,17 @@ def aggregate(
     outputs: Mapping[str, FactType],
     args: Mapping[str, ArgKind] | None = None,
     optional: Iterable[str] = (),
-) -> Callable[[Callable[[Record, date, Mapping[str, Any]], Finding]], Callable[..., Finding]]:
-    def register(func: Callable[[Record, date, Mapping[str, Any]], Finding]) -> Callable[..., Finding]:
+    unknown_only_with: Iterable[str] | None = None,
+) -> Callable[[Callable[[RecordView, Mapping[str, Any]], Finding]], Callable[..., Finding]]:
+    def register(func: Callable[[RecordView, Mapping[str, Any]], Finding]) -> Callable[..., Finding]:
         AGGREGATES[func.__name__] = Aggregate(
-            func.__name__, func, args or {}, frozenset(optional), outputs, (func.__doc__ or "").strip()
+            func.__name__,
+            func,
+            args or {},
+            frozenset(optional),
+            outputs,
+            (func.__doc__ or "").strip(),
+            None if unknown_only_with is None else frozenset(unknown_only_with),
         )
         return func
 
@@ -114,8 +172,9 @@ def _stale(items: Sequence[Any], what: Callable[[Any], str], within_days: int) -
 
 
 @aggregate({"value": "number"})
-def age_years(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def age_years(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Age in whole years on the screening date, from the birth date or the stated age."""
+    record, as_of = view.record, view.as_of
     if record.birth_date:
         age = years_between(record.birth_date, as_of)
         return Finding({"value": age}, [Evidence(f"born {record.birth_date.isoformat()}")])
@@ -125,8 +184,9 @@ def age_years(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
 
 
 @aggregate({"value": "string"}, {"field": "field"})
-def record_field(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def record_field(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """A plain field of the record (sex, breastfeeding, weight_kg)."""
+    record = view.record
     value = getattr(record, args["field"])
     evidence = [Evidence(f"{args['field']}: {value}")] if value is not None else []
     return Finding({"value": value}, evidence)
@@ -136,8 +196,9 @@ def record_field(record: Record, as_of: date, args: Mapping[str, Any]) -> Findin
     {"systolic": "number", "diastolic": "number", "date": "string", "days_ago": "number"},
     {"within_days": "days"},
 )
-def latest_blood_pressure(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent BP reading within the window (the highest systolic of that day)."""
+    record, as_of = view.record, view.as_of
     days = args["within_days"]
     recent = _recent(record.blood_pressure, as_of, days)
     if not recent:
@@ -156,8 +217,9 @@ def latest_blood_pressure(record: Record, as_of: date, args: Mapping[str, Any]) 
 
 
 @aggregate({"value": "number", "date": "string"}, {"within_days": "days"})
-def latest_pain_score(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def latest_pain_score(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent 0-10 pain score within the window."""
+    record, as_of = view.record, view.as_of
     days = args["within_days"]
     recent = _recent(record.pain_scores, as_of, days)
     if not recent:
@@ -174,8 +236,9 @@ def _primary_pain(record: Record) -> list[Any]:
 
 
 @aggregate({"value": "number"})
-def pain_duration_months(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def pain_duration_months(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Months the primary pain condition has been present, from its onset or stated duration."""
+    record, as_of = view.record, view.as_of
     best: float | None = None
     evidence = []
     for condition in _primary_pain(record):
@@ -192,12 +255,13 @@ def pain_duration_months(record: Record, as_of: date, args: Mapping[str, Any]) -
 
 
 @aggregate({"grade": "string", "condition": "string", "evidence": "string"}, {"value_sets": "value_sets"})
-def indication(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def indication(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Evidence grade of the primary pain condition: the first matching set's ``grade``.
 
     A pain condition that no listed set matches has grade ``none``. With several
     candidates and no primary flag, the best-supported one is used.
     """
+    record = view.record
     candidates = _primary_pain(record)
     if not candidates:
         return Finding({"grade": None, "condition": None, "evidence": None})
@@ -230,13 +294,14 @@ def indication(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
     {"failed": "number", "possible": "number", "failed_classes": "string", "undetermined_classes": "string"},
     {"value_sets": "value_sets"},
 )
-def treatment_classes(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Distinct treatment classes with a failed trial, and those whose outcome is unknown.
 
     A trial's class is its ``treatment_class``, or the ``treatment_class`` attribute of the
     first value set matching its code or name. Failure is ineffective, partial response or
     not tolerated; ``possible`` adds the classes with an undocumented outcome.
     """
+    record = view.record
     if record.treatments is None:
         nothing: dict[str, FactValue] = dict.fromkeys(
             ("failed", "possible", "failed_classes", "undetermined_classes")
@@ -277,19 +342,11 @@ def _label(dx: Diagnosis) -> str:
     return dx.display or dx.code
 
 
-def _diagnoses(record: Record) -> Iterator[Diagnosis]:
-    yield from record.psychiatric_history or ()
-    yield from record.substance_use_history or ()
-    yield from record.conditions
-    yield from record.pain_conditions
-
-
-def _matching(record: Record, args: Mapping[str, Any]) -> Iterator[Diagnosis]:
+def _matching(view: RecordView, args: Mapping[str, Any]) -> Iterator[Diagnosis]:
     statuses = args.get("statuses")
-    for dx in _diagnoses(record):
-        if statuses and dx.status.value not in statuses:
-            continue
-        if any(vs.matches_diagnosis(dx.code, dx.system, dx.display) for vs in args["value_sets"]):
+    wanted = {vs.id for vs in args["value_sets"]}
+    for dx, classes in view.diagnoses():
+        if classes and not wanted.isdisjoint(classes) and (not statuses or dx.status.value in statuses):
             yield dx
 
 
@@ -312,17 +369,19 @@ def _dx_evidence(dx: Diagnosis) -> Evidence:
         "answered_by": "answer",
     },
     optional={"statuses", "onset_within_months", "onset_before_months", "answered_by"},
+    unknown_only_with={"onset_within_months", "onset_before_months", "answered_by"},
 )
-def has_diagnosis(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Whether any diagnosis list holds a code of the value sets, with a status and onset window.
 
     Unknown (None) when nothing matched but ``answered_by`` names a list the record left
     blank, or when a match lacks the onset date its window needs.
     """
+    record, as_of = view.record, view.as_of
     within = args.get("onset_within_months")
     before = args.get("onset_before_months")
     hits, undated = [], []
-    for dx in _matching(record, args):
+    for dx in _matching(view, args):
         if within is None and before is None:
             hits.append(dx)
         elif dx.onset is None:
@@ -346,16 +405,17 @@ def has_diagnosis(record: Record, as_of: date, args: Mapping[str, Any]) -> Findi
     {"value_sets": "value_sets", "answered_by": "answer"},
     optional={"answered_by"},
 )
-def months_since_last_active(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def months_since_last_active(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Months since a matching diagnosis was last active: 0 while one is active.
 
     For a diagnosis in remission or resolved, ``last_active`` (last episode or problematic
     use) dates it. Unknown when none matches, or a match in remission has no date.
     """
+    record, as_of = view.record, view.as_of
     months: float | None = None
     evidence = []
     undated = False
-    for dx in _matching(record, args):
+    for dx in _matching(view, args):
         evidence.append(_dx_evidence(dx))
         if dx.status.value == "active":
             current = 0.0
@@ -376,8 +436,9 @@ def months_since_last_active(record: Record, as_of: date, args: Mapping[str, Any
     {"ratio": "number", "test": "string", "date": "string"},
     {"value_sets": "value_sets", "within_days": "days", "default_upper_limit": "number"},
 )
-def lab_ratio(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def lab_ratio(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The highest result / upper limit of normal among matching labs in the window."""
+    record, as_of = view.record, view.as_of
     best: tuple[float, Any] | None = None
     for lab in _recent(record.labs, as_of, args["within_days"]):
         if not any(vs.matches_lab(lab.code, lab.test) for vs in args["value_sets"]):
@@ -397,19 +458,25 @@ def lab_ratio(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
 
 
 @aggregate({"value": "number", "date": "string"}, {"within_days": "days"})
-def phq9_item9(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def phq9_item9(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent PHQ-9 item 9 score (0-3) within the window."""
-    scored = [p for p in _recent(record.phq9, as_of, args["within_days"]) if p.item9 is not None]
+    record, as_of = view.record, view.as_of
+    days = args["within_days"]
+    scored = [p for p in _recent(record.phq9, as_of, days) if p.item9 is not None]
     if not scored:
-        return Finding({"value": None, "date": None})
+        answered = [p for p in record.phq9 if p.item9 is not None]
+        return Finding(
+            {"value": None, "date": None}, _stale(answered, lambda p: f"PHQ-9 item 9 = {p.item9}", days)
+        )
     latest = max(scored, key=lambda p: p.date)
     evidence = [Evidence(f"PHQ-9 item 9 = {latest.item9}", _iso(latest.date), latest.source)]
     return Finding({"value": latest.item9, "date": latest.date.isoformat()}, evidence)
 
 
-@aggregate({"value": "boolean", "names": "string"}, {"value_sets": "value_sets"})
-def current_medication(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+@aggregate({"value": "boolean", "names": "string"}, {"value_sets": "value_sets"}, unknown_only_with=())
+def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Whether a current medication matches the value sets (by RxNorm code or ingredient)."""
+    record = view.record
     hits = [
         m
         for m in record.medications
@@ -425,11 +492,12 @@ def current_medication(record: Record, as_of: date, args: Mapping[str, Any]) -> 
 
 
 @aggregate({"value": "number"}, {"value_set": "value_set"})
-def equivalent_daily_dose(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Total current daily dose in reference-drug mg, by the value set's ``dose_factors``.
 
     0 with no matching current drug; unknown when a matching drug has no dose or factor.
     """
+    record = view.record
     value_set: ValueSet = args["value_set"]
     total = 0.0
     evidence = []
@@ -450,9 +518,10 @@ def equivalent_daily_dose(record: Record, as_of: date, args: Mapping[str, Any]) 
     return Finding({"value": round(total, 1)}, evidence)
 
 
-@aggregate({"value": "boolean", "names": "string"}, {"value_sets": "value_sets"})
-def has_allergy(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+@aggregate({"value": "boolean", "names": "string"}, {"value_sets": "value_sets"}, unknown_only_with=())
+def has_allergy(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Whether a documented allergy or hypersensitivity matches the value sets."""
+    record = view.record
     hits = [
         a for a in record.allergies if any(vs.matches_drug(a.code, a.substance) for vs in args["value_sets"])
     ]
@@ -463,8 +532,9 @@ def has_allergy(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding
 
 
 @aggregate({"value": "string", "date": "string"}, {"within_days": "days", "value_sets": "value_sets"})
-def pregnancy_status(record: Record, as_of: date, args: Mapping[str, Any]) -> Finding:
+def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Pregnancy status: the latest dated status in the window, or an active pregnancy diagnosis."""
+    record, as_of = view.record, view.as_of
     for dx in record.conditions:
         if dx.status.value == "active" and any(
             vs.matches_diagnosis(dx.code, dx.system, dx.display) for vs in args["value_sets"]

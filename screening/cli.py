@@ -74,7 +74,10 @@ def main() -> None:
 def check(
     file: Any, as_of: str | None, rules_dir: Path | None, params_file: Path | None, output_format: str
 ) -> None:
-    """Screen one patient record (a JSON file, or - for stdin).
+    """Screen one patient record (a JSON file, or - for stdin), or a FHIR R4 Bundle.
+
+    A FHIR Bundle (any type; detected by its resourceType) screens each of its patients;
+    with --format json it prints a JSON array, one decision (or not_screened) per patient.
 
     Exit code 0 when a decision was made, whatever the outcome; 1 for bad input.
 
@@ -82,11 +85,17 @@ def check(
     Examples:
       screening check examples/needs_review.json --as-of 2026-11-22
       cat record.json | screening check - --format json
+      screening check tests/fixtures/fhir/synthea/<patient>.json --as-of 2021-06-01
     """
+    from .fhir import is_fhir
     from .screener import Screener, load_json
 
-    data = load_json(file.read(), source=file.name)
+    source = getattr(file, "name", "<stdin>")
+    data = load_json(file.read(), source=source)
     screener = Screener(rules_dir, params_file)
+    if is_fhir(data):
+        _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format)
+        return
     decision = screener.screen(data, as_of=as_of)
     if output_format == "json":
         click.echo(decision.to_json(indent=True).decode())
@@ -94,6 +103,30 @@ def check(
         from .render import render_text
 
         click.echo(render_text(decision, color=sys.stdout.isatty()), nl=False)
+
+
+def _echo_fhir_results(results: list[Any], output_format: str) -> None:
+    """Print each patient's decision; exit 1 after all of them if a record was invalid."""
+    from .decision import Decision
+    from .errors import NotScreened
+    from .render import render_text
+
+    invalid = [r for r in results if isinstance(r, RecordError)]
+    if output_format == "json":
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    else:
+        for result in results:
+            if isinstance(result, Decision):
+                click.echo(render_text(result, color=sys.stdout.isatty()), nl=False)
+                for note in result.extra.get("input_notes", []):
+                    click.echo(f"  note: {note}")
+            elif isinstance(result, NotScreened):
+                click.echo(f"NOT SCREENED record {result.record_id}: {result.reason}")
+            click.echo()
+    for error in invalid:
+        click.echo(f"error: {error.code}: {error}", err=True)
+    if invalid:
+        sys.exit(1)
 
 
 @main.group()
@@ -206,6 +239,131 @@ def schema() -> None:
     from .record import Record
 
     click.echo(json.dumps(Record.model_json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output JSONL."
+)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
+@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts as CSV.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Processes (default: one per core).")
+@click.option("--as-of", help="Screening date, YYYY-MM-DD (default: today; on --resume, the earlier run's).")
+@rules_option
+@params_option
+@click.option(
+    "--input-format", type=click.Choice(["jsonl", "csv", "fhir", "bulk"]), help="Default: detected."
+)
+@click.option("--resume", is_flag=True, help="Skip the records already in --out and append the rest.")
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no closing summary.")
+@reports_errors
+def batch(
+    inputs: tuple[Path, ...],
+    out: Path,
+    report: Path | None,
+    summary: Path | None,
+    workers: int | None,
+    as_of: str | None,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    input_format: str | None,
+    resume: bool,
+    chunk_size: int,
+    quiet: bool,
+) -> None:
+    """Screen many records in parallel: JSONL, CSV, FHIR Bundles or a Bulk Data export.
+
+    Writes one JSONL line per input record, in input order, with its "position", "source"
+    (file:line), "record_id" and a "decision", a "not_screened" or an "error" that names
+    the field. Exit code 0 when every record was screened, 2 when some had errors (each
+    has its line), 1 when the batch could not run, 130 when interrupted: run the same
+    command with --resume to finish.
+
+    \b
+    CSV input: one patient per row, a header, blank = not recorded. Columns:
+      id, birth_date, age, sex, deceased, weight_kg, breastfeeding, pregnancy_status,
+      pregnancy_date, pain_code, pain_display, pain_onset, pain_duration_months,
+      pain_score, pain_score_date, systolic, diastolic, bp_date, treatments,
+      psychiatric_history, substance_use_history, conditions, medications, allergies,
+      alt, alt_upper_limit, ast, ast_upper_limit, liver_tests_date, phq9_item9,
+      phq9_total, phq9_date
+    List cells hold items separated by ';', each with '|'-separated parts:
+      treatments "gabapentin|ineffective;physical_therapy|partial_response"
+      (name|outcome|class), diagnoses "F11.21|remission||2025-01-10"
+      (code|status|onset|last_active), medications "lorazepam|2" (name|daily_dose_mg|code).
+    For the three histories (treatments, psychiatric_history, substance_use_history) a
+    blank cell means "not asked" (unknown) and "none" means an explicit none.
+
+    \b
+    Examples:
+      screening generate --count 10000 --seed 1 --out patients.jsonl
+      screening batch patients.jsonl --out results.jsonl --report report.html --as-of 2026-11-22
+      screening batch registry.csv bundles/ --out results.jsonl --workers 2 --summary counts.csv
+      screening batch patients.jsonl --out results.jsonl --resume
+    """
+    from .batch import run_batch
+    from .report import write_csv, write_html
+
+    progress = not quiet and sys.stderr.isatty()
+    result = run_batch(
+        inputs,
+        out,
+        input_format=input_format,
+        rules=rules_dir,
+        params=params_file,
+        as_of=as_of,
+        workers=workers,
+        resume=resume,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    if report:
+        write_html(result.summary, result.run_info(), report)
+    if summary:
+        write_csv(result.summary, summary)
+    counts = result.summary
+    if not quiet:
+        outcomes = ", ".join(f"{n:,} {o}" for o, n in counts.outcomes.most_common())
+        resumed = f" (after {result.resumed:,} already written)" if result.resumed else ""
+        click.echo(
+            f"{result.records:,} records{resumed} in {result.seconds:.1f} s "
+            f"({result.run_info().rate:,.0f}/s, {result.workers} workers): {outcomes or 'none screened'}; "
+            f"{counts.not_screened:,} not screened; {counts.failed:,} with errors -> {out}",
+            err=True,
+        )
+    if result.interrupted:
+        click.echo(f"interrupted: {out} holds {counts.assessed:,} whole lines; rerun with --resume", err=True)
+        sys.exit(130)
+    sys.exit(2 if counts.failed else 0)
+
+
+@main.command()
+@click.option("--count", "-n", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--as-of", help="The date the records are current on, YYYY-MM-DD (default: today).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), default="-")
+@click.option(
+    "--format", "output_format", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@reports_errors
+def generate(count: int, seed: int, as_of: str | None, out: Path, output_format: str) -> None:
+    """Write realistic synthetic patient records (JSONL, or the batch CSV layout).
+
+    The records mix all five outcomes; some miss data, some sit on thresholds, a few
+    patients are deceased. The same --seed, --count and --as-of give the same file.
+
+    \b
+    Examples:
+      screening generate --count 100000 --seed 7 --as-of 2026-11-22 --out patients.jsonl
+      screening generate -n 500 --format csv --out registry.csv
+    """
+    from .generate import write_records
+
+    write_records(out, count, seed, as_of, output_format)
 
 
 if __name__ == "__main__":

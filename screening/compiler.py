@@ -24,7 +24,7 @@ from .conditions import AllOf, AnyOf, Compare, Condition, Not, Scalar, negate, n
 from .ruleset import Criterion, RuleSet
 
 FACT_TYPE = "screening"
-MET, NOT_MET = "met", "not_met"
+MET, NOT_MET, UNKNOWN = "met", "not_met", "unknown"
 _OPS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 _CHECKS = {
     "$neq": lambda a, b: a != b,

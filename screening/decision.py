@@ -205,7 +205,7 @@ def _result(
     values: dict[str, Any],
     sheet: FactSheet,
 ) -> CriterionResult:
-    evidence = _unique_dicts(e.as_dict() for name in criterion.facts for e in sheet.evidence[name])
+    evidence = _unique_dicts(e for name in criterion.facts for e in sheet.evidence_dicts(name))
     values["evidence"] = "; ".join(e["what"] for e in evidence) or "none"
     reason = criterion.reason[status].render(values)
     if status == "met" and criterion.emphasis and kleene(criterion.emphasis[0], sheet.values, ruleset.params):
@@ -222,7 +222,8 @@ def _result(
                     missing.append(ask.render(values))
                 else:
                     missing.append(ruleset.facts[name].description)
-        if criterion.ask and not missing:
+        # The criterion's own ask applies when it can be said: every placeholder known.
+        if criterion.ask and all(values.get(name) is not None for name in criterion.ask.names):
             missing.append(criterion.ask.render(values))
     recommendation = criterion.recommendation.get(status)
     return CriterionResult(
@@ -235,10 +236,10 @@ def _result(
         urgent=criterion.urgent and status == "met",
         facts={name: sheet.values[name] for name in criterion.facts},
         evidence=evidence,
-        parameters={name: values[name] for name in criterion.params},
+        parameters=ruleset.criterion_parameters[criterion.id],
         missing=_unique(missing),
         not_checked=[sheet.not_checked[n] for n in criterion.facts if n in sheet.not_checked],
-        sources=[s.as_dict() for s in criterion.sources],
+        sources=list(criterion.source_dicts),
         recommendation=recommendation.render(values) if recommendation else None,
     )
 
@@ -276,7 +277,9 @@ def _unique(items: Any) -> list[str]:
 
 
 def _unique_dicts(items: Any) -> list[dict[str, str]]:
-    seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    """Drop repeated evidence: the same dict object, or an equal one."""
+    out: list[dict[str, str]] = []
     for item in items:
-        seen.setdefault(tuple(item.items()), item)
-    return list(seen.values())
+        if item not in out:
+            out.append(item)
+    return out

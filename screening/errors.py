@@ -9,6 +9,8 @@
     │                              (each naming the field)
     ├── InputError                 input that is not a record at all: unreadable JSON, an
     │                              unknown format; .source and .position say where
+    ├── NotScreened                a valid record that must not be screened (a deceased
+    │                              patient); reported as such, never as an outcome
     └── EngineError                durable-rules failed or contradicted itself; raised only
                                    by screening.engine, which maps every engine failure here
 
@@ -110,6 +112,20 @@ class InputError(ScreeningError):
             "source": self.source,
             "position": self.position,
         }
+
+
+class NotScreened(ScreeningError):
+    """A valid record that is not screened, e.g. a deceased patient."""
+
+    code = "not_screened"
+
+    def __init__(self, record_id: str | None, reason: str) -> None:
+        self.record_id = record_id
+        self.reason = reason
+        super().__init__(f"record {record_id!r} not screened: {reason}")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "record_id": self.record_id, "message": str(self), "reason": self.reason}
 
 
 class EngineError(ScreeningError):

@@ -8,11 +8,12 @@ clinical spec says such absence is not an unknown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .aggregates import Evidence, FactValue, Finding
+from .aggregates import DiagnosisClassifier, Evidence, FactValue, Finding, RecordView
 from .compiler import FACT_TYPE
 from .record import Record
 from .ruleset import RuleSet
@@ -26,22 +27,36 @@ class FactSheet:
     evidence: dict[str, list[Evidence]]
     not_checked: dict[str, str] = field(default_factory=dict)
     blocked_by: dict[str, str] = field(default_factory=dict)
+    _evidence_dicts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
-    def known(self) -> dict[str, Any]:
-        """The fact asserted into the engine: known values only, plus our type tag."""
-        out: dict[str, Any] = {name: value for name, value in self.values.items() if value is not None}
+    def known(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The fact asserted into the engine: known values of ``names`` (default all), tagged."""
+        values = self.values
+        chosen = values if names is None else names
+        out: dict[str, Any] = {name: values[name] for name in chosen if values[name] is not None}
         out["t"] = FACT_TYPE
         return out
 
+    def evidence_dicts(self, name: str) -> list[dict[str, str]]:
+        """The evidence of one fact as dicts, built once per record."""
+        cached = self._evidence_dicts.get(name)
+        if cached is None:
+            cached = self._evidence_dicts[name] = [e.as_dict() for e in self.evidence[name]]
+        return cached
 
-def compute_facts(ruleset: RuleSet, record: Record, as_of: date) -> FactSheet:
+
+def compute_facts(
+    ruleset: RuleSet, record: Record, as_of: date, classify: DiagnosisClassifier | None = None
+) -> FactSheet:
+    """Every fact of the rule set for one record. Pass a long-lived ``classify`` to reuse its cache."""
+    view = RecordView(record, as_of, classify or DiagnosisClassifier(ruleset.value_sets.values()))
     findings: dict[tuple[str, str], Finding] = {}
     sheet = FactSheet({}, {})
     params = ruleset.params
     for name, fact in ruleset.facts.items():
         finding = findings.get(fact.group)
         if finding is None:
-            finding = fact.aggregate.func(record, as_of, fact.args)
+            finding = fact.aggregate.func(view, fact.args)
             findings[fact.group] = finding
         value = finding.values.get(fact.output)
         if value is None and fact.if_absent is not None:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -73,16 +74,19 @@ FAILED_OUTCOMES = frozenset(
 )
 
 
+def _not_after_screening(value: date, info: ValidationInfo) -> date:
+    as_of = (info.context or {}).get("as_of")
+    if as_of is not None and value > as_of:
+        raise ValueError(f"date {value.isoformat()} is after the screening date {as_of}")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_not_after_screening)]
+"""A date that may not be after the screening date (given as validation context)."""
+
+
 class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _not_in_future(cls, value: Any, info: ValidationInfo) -> Any:
-        as_of = (info.context or {}).get("as_of")
-        if isinstance(value, date) and as_of is not None and value > as_of:
-            raise ValueError(f"date {value.isoformat()} is after the screening date {as_of}")
-        return value
 
 
 class Diagnosis(_Item):
@@ -92,8 +96,8 @@ class Diagnosis(_Item):
     system: CodeSystem = "icd-10-cm"
     display: str | None = None
     status: Status = Status.active
-    onset: date | None = None
-    last_active: date | None = Field(
+    onset: Day | None = None
+    last_active: Day | None = Field(
         default=None,
         description="Last episode or last problematic use; for remission, when it began.",
     )
@@ -113,7 +117,7 @@ class PainScore(_Item):
     """A 0-10 numeric rating scale score."""
 
     score: float = Field(ge=0, le=10)
-    date: date
+    date: Day
     source: Source = None
 
 
@@ -125,8 +129,8 @@ class TreatmentTrial(_Item):
     treatment_class: TreatmentClass | None = Field(
         default=None, description="Left out, it is looked up from the code or name."
     )
-    start: date | None = None
-    end: date | None = None
+    start: Day | None = None
+    end: Day | None = None
     outcome: TrialOutcome = TrialOutcome.unknown
     inferred: bool = Field(default=False, description="The outcome was inferred, not recorded.")
     source: Source = None
@@ -143,7 +147,7 @@ class BloodPressure(_Item):
 
     systolic: float = Field(ge=40, le=300)
     diastolic: float = Field(ge=20, le=200)
-    date: date
+    date: Day
     source: Source = None
 
     @model_validator(mode="after")
@@ -157,7 +161,7 @@ class HeartRate(_Item):
     """A heart rate in beats per minute."""
 
     bpm: float = Field(ge=20, le=300)
-    date: date
+    date: Day
     source: Source = None
 
 
@@ -169,7 +173,7 @@ class LabResult(_Item):
     value: float = Field(ge=0)
     unit: str | None = None
     upper_limit: float | None = Field(default=None, gt=0)
-    date: date
+    date: Day
     source: Source = None
 
 
@@ -178,7 +182,7 @@ class Phq9(_Item):
 
     item9: int | None = Field(default=None, ge=0, le=3)
     total: int | None = Field(default=None, ge=0, le=27)
-    date: date
+    date: Day
     source: Source = None
 
 
@@ -204,7 +208,7 @@ class PregnancyStatus(_Item):
     """A dated pregnancy status."""
 
     status: Literal["pregnant", "not_pregnant"]
-    date: date
+    date: Day
     source: Source = None
 
 

@@ -76,8 +76,8 @@ class ValueSetDef(_Strict):
 
     @model_validator(mode="after")
     def _has_codes(self) -> ValueSetDef:
-        if not (self.icd10cm or self.snomed or self.rxnorm or self.loinc):
-            raise ValueError("a value set needs at least one of icd10cm, snomed, rxnorm, loinc")
+        if not (self.icd10cm or self.snomed or self.rxnorm or self.loinc or self.text):
+            raise ValueError("a value set needs at least one of icd10cm, snomed, rxnorm, loinc, text")
         return self
 
 
@@ -121,7 +121,7 @@ class CriterionDef(_Strict):
     reason: Reasons
     recommendation: Templates = Templates()
     ask: str | None = Field(
-        default=None, description="What would settle it when unknown with every fact known."
+        default=None, description="What would settle it when unknown; used when its placeholders are known."
     )
     emphasis: Emphasis | None = None
     urgent: bool = False

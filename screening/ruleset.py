@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,24 @@ class Fact:
     params: tuple[str, ...]
 
     @property
-    def group(self) -> tuple[str, str]:
-        """Facts with the same aggregate and arguments share one computation."""
-        return (self.aggregate.name, repr(sorted(self.args.items(), key=lambda kv: kv[0])))
+    def may_be_unknown(self) -> bool:
+        """Whether a record can leave this fact unknown (absent data counts as absent otherwise)."""
+        return self.if_absent is None and self.aggregate.may_be_unknown(self.args)
+
+    group: tuple[str, str] = ("", "")
+    """Facts with the same aggregate and arguments share one computation."""
+
+    def __post_init__(self) -> None:
+        key = repr(sorted((k, _arg_key(v)) for k, v in self.args.items()))
+        object.__setattr__(self, "group", (self.aggregate.name, key))
+
+
+def _arg_key(value: Any) -> Any:
+    if isinstance(value, ValueSet):
+        return value.id
+    if isinstance(value, (tuple, frozenset)):
+        return tuple(sorted(_arg_key(v) for v in value))
+    return value
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,10 @@ class Source:
         return out
 
 
+def _source_dicts(sources: tuple[Source, ...]) -> tuple[dict[str, str], ...]:
+    return tuple(s.as_dict() for s in sources)
+
+
 @dataclass(frozen=True)
 class Criterion:
     id: str
@@ -92,6 +112,10 @@ class Criterion:
     facts: tuple[str, ...]
     params: tuple[str, ...]
     file: str
+    source_dicts: tuple[dict[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source_dicts", _source_dicts(self.sources))
 
 
 @dataclass(frozen=True)
@@ -115,7 +139,19 @@ class RuleSet:
 
     @property
     def params(self) -> dict[str, Scalar]:
+        """Parameter values (a fresh dict each call)."""
         return {name: p.value for name, p in self.parameters.items()}
+
+    def may_be_unknown(self, criterion: Criterion) -> bool:
+        """Whether some record can leave the criterion unknown, given its facts' semantics."""
+        return criterion.not_met_when is not None or any(
+            self.facts[f].may_be_unknown for f in criterion.facts
+        )
+
+    @cached_property
+    def criterion_parameters(self) -> dict[str, dict[str, Scalar]]:
+        """For each criterion id, the parameters it uses and their values (shared; do not mutate)."""
+        return {c.id: {name: self.parameters[name].value for name in c.params} for c in self.criteria}
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "version": self.version, "sha256": self.sha256}

@@ -11,7 +11,8 @@ serialised), but durable-rules holds the GIL, so use one Screener per process to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from .compiler import MET, NOT_MET, compile_ruleset, rule_name
+from .aggregates import DiagnosisClassifier
+from .compiler import MET, NOT_MET, UNKNOWN, compile_ruleset, rule_name
 from .decision import Decision, decide
 from .engine import Engine
-from .errors import EngineError, InputError
+from .errors import EngineError, InputError, NotScreened, RecordError
 from .facts import FactSheet, compute_facts
 from .record import Record, parse_record
 from .ruleset import RuleSet, load_ruleset
@@ -52,7 +54,8 @@ def load_json(data: str | bytes, source: str | None = None) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error}", source=source) from None
+        # line:column, so that a broken file is reported as file:line:col.
+        raise InputError(f"not valid JSON: {error.msg}", source, f"{error.lineno}:{error.colno}") from None
 
 
 class Screener:
@@ -69,6 +72,13 @@ class Screener:
         self.definition = compile_ruleset(self.ruleset)
         self.engine = Engine(self.definition)
         self._rule_names = frozenset(self.definition)
+        self._classify = DiagnosisClassifier(self.ruleset.value_sets.values())
+        # Only facts that some condition compares go into the engine; the rest are for reasons.
+        self._engine_facts = tuple(dict.fromkeys(f for c in self.ruleset.criteria for f in c.facts))
+        self._checks = tuple(
+            (c.id, rule_name(c.id, MET), rule_name(c.id, NOT_MET), c.facts, c.not_met_when is None)
+            for c in self.ruleset.criteria
+        )
 
     def screen(
         self, record: Record | Mapping[str, Any] | str | bytes, as_of: date | str | None = None
@@ -76,8 +86,46 @@ class Screener:
         """Screen one record. Raises RecordError or InputError for bad input."""
         day = parse_as_of(as_of)
         validated = self.validate(record, day)
-        sheet = compute_facts(self.ruleset, validated, day)
+        if validated.deceased:
+            raise NotScreened(validated.id, "the patient is recorded as deceased")
+        sheet = compute_facts(self.ruleset, validated, day, self._classify)
         return decide(self.ruleset, validated, day, sheet, self.statuses(sheet))
+
+    def screen_fhir(
+        self, data: Mapping[str, Any], as_of: date | str | None = None, source: str | None = None
+    ) -> list[Decision | NotScreened | RecordError]:
+        """Screen each Patient of a FHIR Bundle (or resource): its decision, or why there is none.
+
+        Raises InputError when the input is not readable FHIR or holds no Patient.
+        """
+        from .fhir import read_bundle
+
+        day = parse_as_of(as_of)
+        found = read_bundle(data, self.ruleset, source)
+        if not found:
+            raise InputError("the FHIR input holds no Patient resource", source)
+        out: list[Decision | NotScreened | RecordError] = []
+        for item in found:
+            try:
+                out.append(self.screen_fhir_record(item.record, day, item.notes))
+            except (NotScreened, RecordError) as error:
+                out.append(error)
+        return out
+
+    def screen_fhir_record(
+        self, record: Mapping[str, Any], as_of: date | str | None = None, notes: Sequence[str] = ()
+    ) -> Decision:
+        """Screen a record read from FHIR; items dated after ``as_of`` are left out and noted.
+
+        The notes (what was read but not used) are in the decision's ``input_notes``.
+        """
+        from .fhir_assemble import clip_to
+        from .fhir_terms import terms_for
+
+        day = parse_as_of(as_of)
+        clipped, dropped = clip_to(dict(record), day, terms_for(self.ruleset))
+        decision = self.screen(clipped, day)
+        return replace(decision, extra={**decision.extra, "input_notes": [*notes, *dropped]})
 
     def validate(self, record: Record | Mapping[str, Any] | str | bytes, as_of: date) -> Record:
         if isinstance(record, Record):
@@ -90,18 +138,18 @@ class Screener:
 
     def statuses(self, sheet: FactSheet) -> dict[str, str]:
         """Each criterion's status, from the rules durable-rules fired for the record's fact."""
-        fired = self.engine.fired(sheet.known())
+        fired = self.engine.fired(sheet.known(self._engine_facts))
         strangers = fired - self._rule_names
         if strangers:
             raise EngineError(f"durable-rules fired rules that were never compiled: {sorted(strangers)}")
+        values = sheet.values
         out = {}
-        for criterion in self.ruleset.criteria:
-            met = rule_name(criterion.id, MET) in fired
-            not_met = rule_name(criterion.id, NOT_MET) in fired
+        for criterion_id, met_rule, not_met_rule, facts, negation_only in self._checks:
+            met = met_rule in fired
+            not_met = not_met_rule in fired
             if met and not_met:
-                raise EngineError(f"{criterion.id}: both its met and not-met rules fired")
-            settled = all(sheet.values[name] is not None for name in criterion.facts)
-            if not met and not not_met and criterion.not_met_when is None and settled:
-                raise EngineError(f"{criterion.id}: no rule fired although every fact it needs is known")
-            out[criterion.id] = MET if met else NOT_MET if not_met else "unknown"
+                raise EngineError(f"{criterion_id}: both its met and not-met rules fired")
+            if not met and not not_met and negation_only and all(values[name] is not None for name in facts):
+                raise EngineError(f"{criterion_id}: no rule fired although every fact it needs is known")
+            out[criterion_id] = MET if met else NOT_MET if not_met else UNKNOWN
         return out

@@ -1,8 +1,8 @@
 """Value sets: code lists from the rule set, compiled for fast matching.
 
 ICD-10-CM codes match by prefix (``F31.1`` matches ``F31.13``), with or without the dot.
-SNOMED CT, RxNorm and LOINC codes match exactly. ``text`` entries match whole words of a
-display or drug name, and only where no code matched, as ``fhir-mapping.md`` allows.
+SNOMED CT, RxNorm and LOINC codes match exactly. ``text`` entries match whole words or phrases
+of a display or drug name (``alt`` matches "ALT" but not "alternative").
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ValueSet:
             return [str(v) for v in value] if isinstance(value, Sequence) else []
 
         text = tuple(t.lower() for t in strings("text"))
-        words = re.compile(r"\b(?:" + "|".join(map(re.escape, text)) + r")") if text else None
+        words = re.compile(r"\b(?:" + "|".join(map(re.escape, text)) + r")\b") if text else None
         return cls(
             id=id,
             title=str(spec.get("title", id)),

@@ -65,8 +65,15 @@ def load_yaml(path: Path, display_name: str) -> tuple[Any, Positions, list[Probl
 _scalars = yaml.SafeLoader("")
 
 
-def _convert(node: yaml.Node, path: PathKey, positions: Positions, problems: list[Problem]) -> Any:
-    positions.record(path, node.start_mark)
+def _convert(
+    node: yaml.Node,
+    path: PathKey,
+    positions: Positions,
+    problems: list[Problem],
+    mark: yaml.Mark | None = None,
+) -> Any:
+    # A mapping entry is located at its key, where a reader looks for it.
+    positions.record(path, mark or node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -88,7 +95,7 @@ def _convert(node: yaml.Node, path: PathKey, positions: Positions, problems: lis
                     )
                 )
                 continue
-            out[key_text] = _convert(value_node, child, positions, problems)
+            out[key_text] = _convert(value_node, child, positions, problems, key_node.start_mark)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, index), positions, problems) for index, item in enumerate(node.value)]

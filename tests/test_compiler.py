@@ -88,6 +88,14 @@ def test_met_and_not_met_rules_follow_kleene_logic(fact: dict[str, Any]) -> None
         assert (rule_name(criterion.id, NOT_MET) in fired) == (value is False), criterion.id
 
 
+@settings(max_examples=400, deadline=None)
+@given(facts())
+def test_met_and_not_met_never_both_fire(fact: dict[str, Any]) -> None:
+    fired = SCREENER.engine.fired(fact)
+    both = [c.id for c in RULESET.criteria if {rule_name(c.id, MET), rule_name(c.id, NOT_MET)} <= fired]
+    assert both == []
+
+
 def test_negation_covers_every_operator() -> None:
     compare = Compare("x", "in", (1, 2))
     assert negate(compare) == AllOf((Compare("x", "ne", 1), Compare("x", "ne", 2)))

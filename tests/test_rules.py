@@ -42,9 +42,32 @@ def test_every_criterion_is_met_not_met_unknown_and_decisive(screener: Screener)
                 seen[result.id].add(result.status)
             if result.decisive and result.id in case.expect.criteria:
                 seen[result.id].add("decisive")
-    missing = {
-        c.id: sorted({"met", "not_met", "unknown", "decisive"} - seen[c.id])
-        for c in screener.ruleset.criteria
-        if {"met", "not_met", "unknown", "decisive"} - seen[c.id]
-    }
+    missing = {}
+    for criterion in screener.ruleset.criteria:
+        # The spec makes absent medications, allergies and problem-list diagnoses "absent",
+        # not unknown; criteria built only on those cannot be unknown, and are not asked to be.
+        wanted = {"met", "not_met", "decisive"}
+        if screener.ruleset.may_be_unknown(criterion):
+            wanted.add("unknown")
+        if wanted - seen[criterion.id]:
+            missing[criterion.id] = sorted(wanted - seen[criterion.id])
     assert missing == {}
+
+
+def test_criteria_that_cannot_be_unknown_are_the_ones_the_spec_says(screener: Screener) -> None:
+    never = sorted(c.id for c in screener.ruleset.criteria if not screener.ruleset.may_be_unknown(c))
+    assert never == [
+        "CAU-BENZODIAZEPINE",
+        "CAU-LAMOTRIGINE",
+        "CAU-MAOI-STIMULANT",
+        "CAU-OPIOID-THERAPY",
+        "EXC-HEPATIC-SEVERE",
+        "EXC-HYPERSENSITIVITY",
+        "EXC-HYPERTHYROID",
+        "EXC-KETAMINE-UROPATHY",
+        "REV-BLADDER",
+        "REV-BREASTFEEDING",
+        "REV-HEPATIC-MODERATE",
+        "REV-ICP-IOP",
+        "REV-SEIZURE",
+    ]

@@ -140,7 +140,7 @@ def test_duplicate_yaml_keys_and_syntax_errors(tmp_path: Path) -> None:
     write(tmp_path / "r", "a.yaml", MINIMAL + "sources:\n  s2: {citation: x}\n")
     write(tmp_path / "r", "b.yaml", "facts: [unclosed\n")
     found = problems_of(tmp_path / "r")
-    assert any("a.yaml:18:1: duplicate_key" in p for p in found), found
+    assert any("a.yaml:17:1: duplicate_key" in p for p in found), found
     assert any("b.yaml:" in p and "yaml_syntax" in p for p in found), found
 
 
