@@ -1,12 +1,15 @@
 # One task runner. `.ci/run` calls `make test`; the README documents `make demo` and `make test`.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first interpreter that runs and is 3.11 or 3.12 (pyenv shims may exist but not run).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' 2>/dev/null && echo $$p && break; \
+	done)
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint install clean
 
 $(BIN)/screening: pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v < (3, 13) else "Python 3.11 or 3.12 is required (durable-rules does not import on 3.13); set PYTHON=python3.11")'
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is required (durable-rules does not import on 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
