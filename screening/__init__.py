@@ -19,6 +19,7 @@ from .errors import (
     RuleSetError,
     ScreeningError,
 )
+from .fhir import bulk_records, bundle_records, is_fhir
 from .record import Record, parse_record
 from .ruleset import RuleSet, load_ruleset
 from .screener import Screener, default_rules_dir
@@ -38,7 +39,10 @@ __all__ = [
     "RuleSetError",
     "Screener",
     "ScreeningError",
+    "bulk_records",
+    "bundle_records",
     "default_rules_dir",
+    "is_fhir",
     "load_ruleset",
     "parse_record",
 ]

@@ -15,7 +15,7 @@ Aggregates hold no clinical thresholds or codes: those arrive as arguments from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -85,13 +85,14 @@ class DiagnosisClassifier:
 class RecordView:
     """One record on one screening date, with per-record work done once."""
 
-    __slots__ = ("_diagnoses", "as_of", "classify", "record")
+    __slots__ = ("_by_value_set", "_diagnoses", "as_of", "classify", "record")
 
     def __init__(self, record: Record, as_of: date, classify: DiagnosisClassifier) -> None:
         self.record = record
         self.as_of = as_of
         self.classify = classify
         self._diagnoses: list[tuple[Diagnosis, frozenset[str]]] | None = None
+        self._by_value_set: dict[str, list[Diagnosis]] | None = None
 
     def diagnoses(self) -> list[tuple[Diagnosis, frozenset[str]]]:
         """Every diagnosis of every list, with the ids of the value sets it belongs to."""
@@ -105,6 +106,16 @@ class RecordView:
             ]
             self._diagnoses = [(dx, self.classify(dx)) for dx in every]
         return self._diagnoses
+
+    def in_value_set(self, value_set_id: str) -> list[Diagnosis]:
+        """The record's diagnoses that belong to one value set (most records: none)."""
+        if self._by_value_set is None:
+            index: dict[str, list[Diagnosis]] = {}
+            for dx, classes in self.diagnoses():
+                for vs_id in classes:
+                    index.setdefault(vs_id, []).append(dx)
+            self._by_value_set = index
+        return self._by_value_set.get(value_set_id, [])
 
 
 @dataclass(frozen=True)
@@ -342,12 +353,14 @@ def _label(dx: Diagnosis) -> str:
     return dx.display or dx.code
 
 
-def _matching(view: RecordView, args: Mapping[str, Any]) -> Iterator[Diagnosis]:
+def _matching(view: RecordView, args: Mapping[str, Any]) -> list[Diagnosis]:
     statuses = args.get("statuses")
-    wanted = {vs.id for vs in args["value_sets"]}
-    for dx, classes in view.diagnoses():
-        if classes and not wanted.isdisjoint(classes) and (not statuses or dx.status.value in statuses):
-            yield dx
+    found: list[Diagnosis] = []
+    for value_set in args["value_sets"]:
+        for dx in view.in_value_set(value_set.id):
+            if dx not in found and (not statuses or dx.status.value in statuses):
+                found.append(dx)
+    return found
 
 
 def _unanswered(record: Record, args: Mapping[str, Any]) -> str | None:

@@ -309,29 +309,35 @@ def batch(
     from .report import write_csv, write_html
 
     progress = not quiet and sys.stderr.isatty()
-    result = run_batch(
-        inputs,
-        out,
-        input_format=input_format,
-        rules=rules_dir,
-        params=params_file,
-        as_of=as_of,
-        workers=workers,
-        resume=resume,
-        chunk_size=chunk_size,
-        progress=progress,
-    )
+    try:
+        result = run_batch(
+            inputs,
+            out,
+            input_format=input_format,
+            rules=rules_dir,
+            params=params_file,
+            as_of=as_of,
+            workers=workers,
+            resume=resume,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
+        click.echo(f"interrupted: rerun with --resume to finish {out}", err=True)
+        sys.exit(130)
     if report:
         write_html(result.summary, result.run_info(), report)
     if summary:
         write_csv(result.summary, summary)
     counts = result.summary
     if not quiet:
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
         outcomes = ", ".join(f"{n:,} {o}" for o, n in counts.outcomes.most_common())
         resumed = f" (after {result.resumed:,} already written)" if result.resumed else ""
         click.echo(
             f"{result.records:,} records{resumed} in {result.seconds:.1f} s "
-            f"({result.run_info().rate:,.0f}/s, {result.workers} workers): {outcomes or 'none screened'}; "
+            f"({result.run_info().rate:,.0f}/s, {result.workers} worker{'s' if result.workers > 1 else ''}): {outcomes or 'none screened'}; "
             f"{counts.not_screened:,} not screened; {counts.failed:,} with errors -> {out}",
             err=True,
         )
@@ -364,6 +370,67 @@ def generate(count: int, seed: int, as_of: str | None, out: Path, output_format:
     from .generate import write_records
 
     write_records(out, count, seed, as_of, output_format)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@rules_option
+@params_option
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--token", envvar="SCREENING_TOKEN", help="Require this bearer token (or SCREENING_TOKEN).")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True)
+@click.option("--batch-limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--fhir-server",
+    "fhir_servers",
+    multiple=True,
+    help="A FHIR server base URL that CDS Hooks may fetch missing prefetch from (repeatable).",
+)
+@click.option(
+    "--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info"
+)
+@reports_errors
+def serve(
+    host: str,
+    port: int,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    workers: int,
+    token: str | None,
+    max_body_mb: float,
+    batch_limit: int,
+    fhir_servers: tuple[str, ...],
+    log_level: str,
+) -> None:
+    """Run the HTTP service: POST /screen, /screen/batch, GET /rules, /health, CDS Hooks.
+
+    Each worker process loads the rule set once; OpenAPI docs are at /docs. Patient data
+    is never logged. Bad rules fail here, before the server starts.
+
+    \b
+    Examples:
+      screening serve --port 8080 --workers 4
+      SCREENING_TOKEN=secret screening serve --params site.yaml
+      curl -s localhost:8080/screen -d @examples/eligible.json
+    """
+    import os
+
+    from .ruleset import load_ruleset
+    from .screener import default_rules_dir
+    from .server import serve as run
+
+    load_ruleset(rules_dir or default_rules_dir(), params_file)  # fail fast, with file:line
+    settings = {
+        "SCREENING_RULES": str(rules_dir or ""),
+        "SCREENING_PARAMS": str(params_file or ""),
+        "SCREENING_TOKEN": token or "",
+        "SCREENING_MAX_BODY": str(int(max_body_mb * 1024 * 1024)),
+        "SCREENING_BATCH_LIMIT": str(batch_limit),
+        "SCREENING_FHIR_SERVERS": " ".join(fhir_servers),
+    }
+    os.environ.update(settings)  # the worker processes read their settings from here
+    run(host, port, workers, log_level)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ clinical spec says such absence is not an unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -45,26 +45,58 @@ class FactSheet:
         return cached
 
 
-def compute_facts(
-    ruleset: RuleSet, record: Record, as_of: date, classify: DiagnosisClassifier | None = None
-) -> FactSheet:
-    """Every fact of the rule set for one record. Pass a long-lived ``classify`` to reuse its cache."""
-    view = RecordView(record, as_of, classify or DiagnosisClassifier(ruleset.value_sets.values()))
-    findings: dict[tuple[str, str], Finding] = {}
-    sheet = FactSheet({}, {})
+@dataclass(frozen=True, slots=True)
+class _Output:
+    name: str
+    output: str
+    if_absent: FactValue
+    not_checked: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    func: Callable[[RecordView, Mapping[str, Any]], Finding]
+    args: Mapping[str, Any]
+    outputs: tuple[_Output, ...]
+
+
+def plan(ruleset: RuleSet) -> tuple[_Group, ...]:
+    """Each aggregate computation once, with the facts it feeds; notes rendered up front."""
     params = ruleset.params
+    groups: dict[tuple[str, str], list[Any]] = {}
     for name, fact in ruleset.facts.items():
-        finding = findings.get(fact.group)
-        if finding is None:
-            finding = fact.aggregate.func(view, fact.args)
-            findings[fact.group] = finding
-        value = finding.values.get(fact.output)
-        if value is None and fact.if_absent is not None:
-            value = fact.if_absent
-            if fact.not_checked:
-                sheet.not_checked[name] = fact.not_checked.render(params)
-        elif value is None and finding.blocked_by:
-            sheet.blocked_by[name] = finding.blocked_by
-        sheet.values[name] = value
-        sheet.evidence[name] = finding.evidence
+        entry = groups.setdefault(fact.group, [fact.aggregate.func, fact.args, []])
+        note = fact.not_checked.render(params) if fact.not_checked else None
+        entry[2].append(_Output(name, fact.output, fact.if_absent, note))
+    return tuple(_Group(func, args, tuple(outputs)) for func, args, outputs in groups.values())
+
+
+def compute_facts(
+    ruleset: RuleSet,
+    record: Record,
+    as_of: date,
+    classify: DiagnosisClassifier | None = None,
+    groups: tuple[_Group, ...] | None = None,
+) -> FactSheet:
+    """Every fact of the rule set for one record.
+
+    A long-lived caller passes ``classify`` and ``groups`` (from :func:`plan`) to reuse them.
+    """
+    view = RecordView(record, as_of, classify or DiagnosisClassifier(ruleset.value_sets.values()))
+    sheet = FactSheet({}, {})
+    values, evidence = sheet.values, sheet.evidence
+    for group in groups or plan(ruleset):
+        finding = group.func(view, group.args)
+        found = finding.values
+        for out in group.outputs:
+            value = found.get(out.output)
+            if value is None:
+                if out.if_absent is not None:
+                    value = out.if_absent
+                    if out.not_checked:
+                        sheet.not_checked[out.name] = out.not_checked
+                elif finding.blocked_by:
+                    sheet.blocked_by[out.name] = finding.blocked_by
+            values[out.name] = value
+            evidence[out.name] = finding.evidence
     return sheet

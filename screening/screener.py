@@ -25,7 +25,7 @@ from .compiler import MET, NOT_MET, UNKNOWN, compile_ruleset, rule_name
 from .decision import Decision, decide
 from .engine import Engine
 from .errors import EngineError, InputError, NotScreened, RecordError
-from .facts import FactSheet, compute_facts
+from .facts import FactSheet, compute_facts, plan
 from .record import Record, parse_record
 from .ruleset import RuleSet, load_ruleset
 
@@ -73,6 +73,7 @@ class Screener:
         self.engine = Engine(self.definition)
         self._rule_names = frozenset(self.definition)
         self._classify = DiagnosisClassifier(self.ruleset.value_sets.values())
+        self._plan = plan(self.ruleset)
         # Only facts that some condition compares go into the engine; the rest are for reasons.
         self._engine_facts = tuple(dict.fromkeys(f for c in self.ruleset.criteria for f in c.facts))
         self._checks = tuple(
@@ -88,7 +89,7 @@ class Screener:
         validated = self.validate(record, day)
         if validated.deceased:
             raise NotScreened(validated.id, "the patient is recorded as deceased")
-        sheet = compute_facts(self.ruleset, validated, day, self._classify)
+        sheet = compute_facts(self.ruleset, validated, day, self._classify, self._plan)
         return decide(self.ruleset, validated, day, sheet, self.statuses(sheet))
 
     def screen_fhir(

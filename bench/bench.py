@@ -1,0 +1,278 @@
+"""Benchmark: our batch path against plain Python and naive durable-rules Host usage.
+
+    python bench/bench.py                       # about 30 s: every variant, 2,000-20,000 records
+    python bench/bench.py --seconds 10          # longer runs per variant
+    python bench/bench.py --profile 20000       # cProfile of the in-process path, top costs
+
+Every variant runs the same pipeline, JSONL in and decisions JSONL out, over the same
+generated records with the same compiled rules. Only the step that decides which rules
+fire differs:
+
+``batch, 1 worker`` / ``batch, 2 workers``
+    ``screening.batch.run_batch``, end to end (rule loading, worker start-up, output file).
+``in-process, engine``
+    one Screener in this process: the durable-rules C-level path of ``screening.engine``.
+``in-process, plain Python``
+    the same, deciding with ``screening.compiler.fired_directly`` over the compiled rules.
+``in-process, Host API``
+    the same, deciding with the naive durable-rules ``Host`` API: ``assert_fact`` and
+    ``delete_state`` per record, a Python callback per fired rule. This file is the one
+    place outside ``screening/engine.py`` that imports durable-rules, because it measures it.
+
+Latency is per record in this process (parse, screen, serialise), after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import itertools
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from screening import Screener  # noqa: E402
+from screening.batch import run_batch  # noqa: E402
+from screening.compiler import fired_directly  # noqa: E402
+from screening.errors import NotScreened, ScreeningError  # noqa: E402
+from screening.generate import write_records  # noqa: E402
+
+AS_OF = "2026-11-22"
+Fired = Callable[[Mapping[str, Any]], frozenset[str]]
+
+
+class _Deciding:
+    """Stands in for a Screener's engine: decides which rules fire some other way."""
+
+    def __init__(self, fired: Fired) -> None:
+        self.fired = fired
+
+
+def plain_python(screener: Screener) -> Fired:
+    definition = screener.definition
+    return lambda fact: fired_directly(definition, fact)
+
+
+def host_api(screener: Screener) -> Fired:
+    """Naive durable-rules usage: a Host, a fresh sid per record, assert_fact, delete_state."""
+    from durable.engine import Host, MessageNotHandledException
+
+    fired: list[str] = []
+
+    def action(name: str) -> Callable[[Any], None]:
+        return lambda c: fired.append(name)
+
+    rules = {name: {"all": rule["all"], "run": action(name)} for name, rule in screener.definition.items()}
+    host = Host()
+    host.register_rulesets({"bench_host": rules})
+    sids = itertools.count(1)
+
+    def decide(fact: Mapping[str, Any]) -> frozenset[str]:
+        fired.clear()
+        sid = str(next(sids))
+        with contextlib.suppress(MessageNotHandledException):  # nothing fired
+            host.assert_fact("bench_host", {**fact, "sid": sid})
+        host.delete_state("bench_host", sid)
+        return frozenset(fired)
+
+    return decide
+
+
+def in_process(lines: list[bytes], screener: Screener, seconds: float, out: Path) -> dict[str, Any]:
+    """Records/s and per-record latency of parse + screen + serialise, for at most ``seconds``."""
+    for line in lines[:200]:  # warm-up: caches, allocator
+        _screen_line(screener, line, AS_OF)
+    timings: list[float] = []
+    errors = 0
+    clock = time.perf_counter
+    started = clock()
+    deadline = started + seconds
+    with out.open("wb") as file:
+        for line in itertools.cycle(lines):
+            t0 = clock()
+            data, failed = _screen_line(screener, line, AS_OF)
+            file.write(data)
+            t1 = clock()
+            timings.append(t1 - t0)
+            errors += failed
+            if t1 > deadline:
+                break
+    elapsed = clock() - started
+    timings.sort()
+    return {
+        "records": len(timings),
+        "seconds": elapsed,
+        "rate": len(timings) / elapsed,
+        "p50_ms": 1000 * timings[len(timings) // 2],
+        "p99_ms": 1000 * timings[int(len(timings) * 0.99)],
+        "errors": errors,
+    }
+
+
+def _screen_line(screener: Screener, line: bytes, as_of: str) -> tuple[bytes, int]:
+    try:
+        decision = screener.screen(orjson.loads(line), as_of)
+    except NotScreened as error:
+        return orjson.dumps(error.as_dict(), option=orjson.OPT_APPEND_NEWLINE), 0
+    except ScreeningError as error:  # the Host API sometimes loses fired rules: EngineError
+        return orjson.dumps({"error": str(error)}, option=orjson.OPT_APPEND_NEWLINE), 1
+    return orjson.dumps(decision.as_dict(), option=orjson.OPT_APPEND_NEWLINE), 0
+
+
+def batch(path: Path, workers: int, out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = run_batch([path], out, rules=ROOT / "rules", as_of=AS_OF, workers=workers)
+    elapsed = time.perf_counter() - started
+    return {
+        "records": result.records,
+        "seconds": elapsed,
+        "rate": result.records / elapsed,
+        "errors": result.failed,
+    }
+
+
+def engine_only(screener: Screener, lines: list[bytes], deciders: dict[str, Fired]) -> dict[str, float]:
+    """Microseconds per record of the deciding step alone, over precomputed facts."""
+    from screening.facts import compute_facts
+    from screening.screener import parse_as_of
+
+    day = parse_as_of(AS_OF)
+    facts = []
+    for line in lines[:2000]:
+        record = screener.validate(orjson.loads(line), day)
+        if not record.deceased:
+            facts.append(compute_facts(screener.ruleset, record, day, screener._classify).known())
+    out = {}
+    for name, fired in deciders.items():
+        started = time.perf_counter()
+        for fact in facts:
+            fired(fact)
+        out[name] = 1e6 * (time.perf_counter() - started) / len(facts)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--input", type=Path, help="JSONL of native records (default: generated)")
+    parser.add_argument("--records", type=int, default=20000, help="records to generate (default 20000)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per in-process variant (default 3)")
+    parser.add_argument(
+        "--batch-records", type=int, help="records per batch variant (default: ~2x --seconds of work)"
+    )
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="profile the in-process path over N records instead"
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="screening-bench-"))
+    source = args.input or workdir / "records.jsonl"
+    if not args.input:
+        write_records(source, args.records, 42, AS_OF)
+    lines = source.read_bytes().splitlines()
+    screener = Screener(ROOT / "rules")
+    if args.profile:
+        profile(screener, lines[: args.profile], workdir / "profile.jsonl")
+        return
+
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {len(screener.ruleset.criteria)} criteria "
+        f"({len(screener.definition)} rules), rule set {screener.ruleset.id} {screener.ruleset.version}"
+    )
+    print(
+        f"records: {len(lines):,} generated (seed 42, as of {AS_OF}); mean line {sum(map(len, lines)) / len(lines):,.0f} B"
+    )
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes skew the 2-worker figure)"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    results["in-process, engine"] = in_process(lines, screener, args.seconds, workdir / "engine.jsonl")
+    engine = screener.engine
+    screener.engine = _Deciding(plain_python(screener))  # type: ignore[assignment]
+    results["in-process, plain Python"] = in_process(lines, screener, args.seconds, workdir / "plain.jsonl")
+    host = host_api(screener)
+    screener.engine = _Deciding(host)  # type: ignore[assignment]
+    results["in-process, Host API"] = in_process(lines, screener, args.seconds, workdir / "host.jsonl")
+    screener.engine = engine
+
+    count = args.batch_records or min(
+        len(lines), max(2000, int(results["in-process, engine"]["rate"] * args.seconds * 2))
+    )
+    subset = workdir / "batch.jsonl"
+    subset.write_bytes(b"\n".join(lines[:count]) + b"\n")
+    results["batch, 1 worker"] = batch(subset, 1, workdir / "b1.jsonl")
+    results["batch, 2 workers"] = batch(subset, 2, workdir / "b2.jsonl")
+
+    plain = results["in-process, plain Python"]["rate"]
+    print()
+    print(
+        f"{'variant':<28}{'records':>9}{'seconds':>9}{'rec/s':>9}{'vs plain':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
+    for name, r in results.items():
+        p50 = f"{r['p50_ms']:.3f}" if "p50_ms" in r else "-"
+        p99 = f"{r['p99_ms']:.3f}" if "p99_ms" in r else "-"
+        print(
+            f"{name:<28}{r['records']:>9,}{r['seconds']:>9.2f}{r['rate']:>9,.0f}{r['rate'] / plain:>9.2f}x"
+            f"{p50:>9}{p99:>9}{r['errors']:>8}"
+        )
+    one, two = results["batch, 1 worker"]["rate"], results["batch, 2 workers"]["rate"]
+    print(
+        f"\n2 workers / 1 worker: {two / one:.2f}x   (targets: 15,000 rec/s on 1 worker, >= 1.7x, p99 < 2 ms)"
+    )
+    print(
+        f"batch 1 worker / in-process engine: {one / results['in-process, engine']['rate']:.2f}x "
+        "(the difference is start-up and the output file)"
+    )
+    micro = engine_only(
+        screener,
+        lines,
+        {
+            "durable-rules C-level (screening.engine)": screener.engine.fired,
+            "plain Python (fired_directly)": plain_python(screener),
+            "durable-rules Host API": host,
+        },
+    )
+    print("\ndeciding step alone, per record (facts precomputed):")
+    for name, us in micro.items():
+        print(f"  {name:<42}{us:>8.1f} us")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this process: {rss:.0f} MiB; outputs in {workdir}")
+
+
+def profile(screener: Screener, lines: list[bytes], out: Path) -> None:
+    """cProfile of parse + screen + serialise over the given records."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    with out.open("wb") as file:
+        profiler.enable()
+        for line in lines:
+            file.write(_screen_line(screener, line, AS_OF)[0])
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(
+        f"{len(lines):,} records in {elapsed:.2f} s under cProfile ({len(lines) / elapsed:,.0f} rec/s profiled)"
+    )
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(40)
+    print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()

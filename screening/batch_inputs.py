@@ -1,0 +1,215 @@
+"""Batch inputs: every supported format read as one stream of items, in input order.
+
+An item is ``(source, payload, size)``: where the record came from (``file:line`` or a
+path), what a worker needs to screen it, and the input bytes it stands for (for the
+progress bar). Payloads stay raw so that they are cheap to ship to worker processes:
+
+* ``bytes``: one native record as JSON (a JSONL line, or a record read from FHIR);
+* :class:`CsvRow`: one CSV row with its header, turned into a record by the worker;
+* :class:`ReadError`: an input that could not be read as a record at all. It still takes
+  a position and gets an error line, so nothing is dropped.
+
+Formats (``--input-format``, or detected by :func:`detect_format`):
+
+``jsonl``  one native record per line; blank lines are skipped. ``-`` reads stdin.
+``csv``    one patient per row, the flat layout of :data:`CSV_COLUMNS` (see the README).
+``fhir``   a directory of FHIR R4 Bundle files (``*.json``), or one Bundle file.
+``bulk``   a FHIR Bulk Data export: a directory of NDJSON files, one per resource type.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import orjson
+
+from .batch_csv import CSV_COLUMNS, CsvRow
+from .errors import InputError, ScreeningError
+
+if TYPE_CHECKING:
+    from .ruleset import RuleSet
+
+FORMATS = ("jsonl", "csv", "fhir", "bulk")
+
+
+class ReadError(NamedTuple):
+    """An input that could not be read as a record; it becomes an error line."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+Payload = bytes | CsvRow | ReadError
+Item = tuple[str, Payload, int]
+
+
+def detect_format(path: Path | str) -> str:
+    """Guess an input's format from what it is: a directory's files, a suffix, a first line."""
+    if str(path) == "-":
+        return "jsonl"
+    path = Path(path)
+    if path.is_dir():
+        if any(path.glob("*.ndjson")):
+            return "bulk"
+        nested = [p.parent for p in path.glob("*/*.ndjson")]
+        if nested and not any(path.glob("*/*.json")):
+            raise InputError(
+                f"looks like a Bulk Data export is in {nested[0]}; pass that directory", str(path)
+            )
+        if any(path.rglob("*.json")):
+            return "fhir"
+        raise InputError(
+            "a directory must hold FHIR Bundles (*.json) or a Bulk Data export (*.ndjson)", str(path)
+        )
+    if not path.is_file():
+        raise InputError("no such file or directory", str(path))
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return "csv"
+    with path.open("rb") as file:
+        head = file.read(1 << 16)
+    first = head.lstrip().split(b"\n", 1)[0].strip()
+    if first and not first.startswith(b"{") and first.split(b",", 1)[0].strip(b'"') == b"id":
+        return "csv"
+    if first.startswith(b"{"):
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError:
+            # One JSON document over many lines: a FHIR Bundle file, or not JSONL at all.
+            return "fhir" if b'"Bundle"' in head else "jsonl"
+    return "jsonl"
+
+
+def read_inputs(
+    paths: Iterable[Path | str],
+    input_format: str | None,
+    ruleset: RuleSet | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[Item]:
+    """Every item of every input, in order. ``ruleset`` is needed for FHIR inputs.
+
+    ``notes`` collects what was passed over on purpose: JSON files in a Bundle directory
+    that are not FHIR resources (a ``MANIFEST.json``)."""
+    for path in paths:
+        kind = input_format or detect_format(path)
+        if kind == "jsonl":
+            yield from read_jsonl(path)
+        elif kind == "csv":
+            yield from read_csv(Path(path))
+        elif kind in ("fhir", "bulk"):
+            if ruleset is None:
+                raise InputError("reading FHIR needs the rule set", str(path))
+            if kind == "fhir":
+                yield from read_bundles(Path(path), ruleset, notes)
+            else:
+                yield from read_bulk(Path(path), ruleset)
+        else:
+            raise InputError(f"unknown input format {kind!r} (expected one of {', '.join(FORMATS)})")
+
+
+def input_size(paths: Iterable[Path | str]) -> int | None:
+    """Total bytes of the inputs, for the progress bar; None when unknown (stdin)."""
+    total = 0
+    for path in paths:
+        if str(path) == "-":
+            return None
+        path = Path(path)
+        if path.is_dir():
+            total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            total += path.stat().st_size
+    return total
+
+
+def read_jsonl(path: Path | str) -> Iterator[Item]:
+    """One item per non-blank line; the payload is the line's bytes, unparsed."""
+    name = "<stdin>" if str(path) == "-" else str(path)
+    file = sys.stdin.buffer if name == "<stdin>" else Path(path).open("rb")  # noqa: SIM115
+    try:
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                yield f"{name}:{number}", line, len(line)
+    finally:
+        if file is not sys.stdin.buffer:
+            file.close()
+
+
+def read_csv(path: Path) -> Iterator[Item]:
+    """One item per CSV row. The header is checked first: unknown columns stop the batch."""
+    with path.open("r", encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file)
+        header = tuple(h.strip() for h in next(reader, []))
+        unknown = [h for h in header if h not in CSV_COLUMNS]
+        if "id" not in header or unknown:
+            problem = f"unknown columns {unknown}" if unknown else "no 'id' column"
+            raise InputError(f"{problem}; the columns are: {', '.join(CSV_COLUMNS)}", str(path))
+        start = reader.line_num + 1
+        for row in reader:
+            if not row or not any(cell.strip() for cell in row):
+                start = reader.line_num + 1
+                continue
+            source = f"{path}:{start}"
+            size = sum(len(cell) + 1 for cell in row)
+            if len(row) != len(header):
+                message = f"{source}: {len(row)} cells, but the header has {len(header)} columns"
+                yield source, ReadError("invalid_csv_row", message), size
+            else:
+                yield source, CsvRow(header, tuple(row)), size
+            start = reader.line_num + 1
+
+
+def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -> Iterator[Item]:
+    """One item per Patient of each FHIR Bundle file (``*.json``, sorted by path).
+
+    In a directory, JSON files that are not FHIR resources are passed over (and noted)."""
+    from .fhir import bundle_records
+
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    for file in files:
+        source = str(file)
+        size = file.stat().st_size
+        try:
+            bundle = orjson.loads(file.read_bytes())
+            if path.is_dir() and not (
+                isinstance(bundle, dict) and isinstance(bundle.get("resourceType"), str)
+            ):
+                if notes is not None:
+                    notes.append(f"{source}: not a FHIR resource, passed over")
+                continue
+            records = bundle_records(bundle, ruleset, source=source)
+        except orjson.JSONDecodeError as error:
+            yield source, ReadError(InputError.code, f"{source}: not valid JSON: {error}"), size
+            continue
+        except ScreeningError as error:
+            yield source, ReadError(error.code, str(error)), size
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            yield source, ReadError(InputError.code, f"{source}: not a readable FHIR Bundle: {error}"), size
+            continue
+        if not records:
+            yield source, ReadError("no_patient", f"{source}: the Bundle holds no Patient"), size
+        for index, record in enumerate(records):
+            yield source, orjson.dumps(record), size if index == 0 else 0
+
+
+def read_bulk(path: Path, ruleset: RuleSet) -> Iterator[Item]:
+    """One item per Patient of a Bulk Data export, joined by ``screening.fhir``."""
+    from .fhir import bulk_records
+
+    records = bulk_records(path, ruleset)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except ScreeningError as error:
+            # A generator that raised cannot go on: report it once, as one item.
+            yield str(path), ReadError(error.code, str(error)), 0
+            return
+        yield f"{path}#Patient/{record.get('id')}", orjson.dumps(record), 0

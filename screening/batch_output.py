@@ -1,0 +1,121 @@
+"""The batch output file: whole lines only, in input order, resumable.
+
+Lines reach :class:`LineWriter` as finished blocks (a chunk's lines, in order) and go to
+the file with unbuffered ``os.write`` calls, so nothing sits in a buffer when the process
+stops. A block is one or a few system calls; Ctrl-C does not interrupt them (the batch
+turns SIGINT into a "stop after this block" flag), and a ``SIGKILL`` in the middle of one
+can leave at most a partial last line. For ``--resume``, :func:`scan_output` counts the
+whole lines already written and the writer cuts off a partial one. Because lines are
+written in input order, the whole lines are exactly positions ``0 .. count-1``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from .errors import InputError
+from .report import Summary
+
+
+@dataclass
+class Written:
+    """What an existing output file holds: its whole lines, counted."""
+
+    count: int = 0
+    end: int = 0
+    last_source: str | None = None
+    as_of: str | None = None
+    ruleset_sha256: str | None = None
+    overrides: dict[str, object] | None = None
+    truncated: int = 0
+    summary: Summary = field(default_factory=Summary)
+
+
+def scan_output(path: Path) -> Written:
+    """Check an output file for ``--resume``: count and tally its whole lines.
+
+    The file is not changed; :class:`LineWriter` cuts off a partial last line (at
+    ``Written.end``) when the resumed run starts writing."""
+    written = Written()
+    if not path.exists():
+        return written
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        written.end = _end_of_last_line(file, size)
+        written.truncated = size - written.end
+        file.seek(0)
+        for number, line in enumerate(file, 1):
+            if not line.endswith(b"\n"):
+                break  # the partial last line, cut off when the writer opens the file
+            try:
+                data = orjson.loads(line)
+                position = data["position"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise InputError("not an output line of screening batch", f"{path}:{number}") from None
+            if position != written.count:
+                raise InputError(
+                    f"position {position} where {written.count} was expected; "
+                    "the file was not written by one screening batch",
+                    f"{path}:{number}",
+                )
+            written.count += 1
+            written.last_source = data.get("source")
+            decision = data.get("decision")
+            if decision is not None and written.as_of is None:
+                written.as_of = decision.get("as_of")
+                ruleset = decision.get("ruleset") or {}
+                written.ruleset_sha256 = ruleset.get("sha256")
+                written.overrides = ruleset.get("overrides", {})
+            written.summary.add_line(data)
+    return written
+
+
+def _end_of_last_line(file: BinaryIO, size: int) -> int:
+    """The offset just after the file's last newline (0 if it has none)."""
+    block = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        file.seek(start)
+        data = file.read(end - start)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
+class LineWriter:
+    """Appends finished blocks of lines to the output with unbuffered writes."""
+
+    def __init__(self, path: Path, append_at: int | None = None) -> None:
+        """Truncate ``path``, or with ``append_at`` cut it there and append after it."""
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append_at is not None else os.O_TRUNC)
+        self.path = path
+        self._fd = os.open(path, flags, 0o644)
+        if append_at is not None:
+            os.ftruncate(self._fd, append_at)
+        self.lines = 0
+
+    def write(self, block: bytes, lines: int) -> None:
+        view = memoryview(block)
+        while view:
+            done = os.write(self._fd, view)
+            view = view[done:]
+        self.lines += lines
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> LineWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""The work of one batch process: screen chunks of raw items into finished output lines.
+
+Each process builds one :class:`~screening.screener.Screener` in :func:`init_worker` (the
+pool's initializer) and keeps it for its lifetime. A chunk arrives as its first position
+and a list of raw items; it leaves as the bytes of its output lines, whole and in order,
+with the counts the report needs. Every record yields exactly one line, whatever happens
+to it: a decision, a ``not_screened`` or an error naming the record and the field.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from .batch_csv import CsvRow, column_of, csv_record
+from .batch_inputs import Item, ReadError
+from .errors import InputError, NotScreened, RecordError, ScreeningError
+from .report import Summary
+from .ruleset import RuleSet
+from .screener import Screener
+
+Chunk = tuple[int, list[Item]]
+
+
+class ChunkResult(NamedTuple):
+    """A screened chunk: its output lines as one block of bytes, and their counts."""
+
+    lines: bytes
+    summary: Summary
+    records: int
+
+
+_screener: Screener | None = None
+_as_of: date | None = None
+
+
+def init_worker(rules: str | None, params: str | None, as_of: str, ruleset: RuleSet | None = None) -> None:
+    """Build this process's Screener once (a pool's initializer). Ctrl-C is the parent's."""
+    global _screener, _as_of
+    if ruleset is None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
+    _screener = Screener(Path(rules) if rules else None, Path(params) if params else None, ruleset=ruleset)
+    _as_of = date.fromisoformat(as_of)
+
+
+def _die_with_parent() -> None:
+    """Linux: a pool worker gets SIGTERM when the batch process dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def screen_chunk(chunk: Chunk) -> ChunkResult:
+    """Screen a chunk with this process's Screener (see :func:`init_worker`)."""
+    if _screener is None or _as_of is None:
+        raise RuntimeError("init_worker() has not run in this process")
+    first, items = chunk
+    summary = Summary()
+    lines = [
+        screen_item(_screener, _as_of, position, source, payload, summary)
+        for position, (source, payload, _size) in enumerate(items, first)
+    ]
+    return ChunkResult(b"".join(lines), summary, len(lines))
+
+
+def screen_item(
+    screener: Screener,
+    as_of: date,
+    position: int | None,
+    source: str | None,
+    payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
+    summary: Summary,
+) -> bytes:
+    """One output line (with its newline) for one raw item; counts it in ``summary``."""
+    line = screen_result(screener, as_of, position, source, payload, summary)
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def screen_result(
+    screener: Screener,
+    as_of: date,
+    position: int | None,
+    source: str | None,
+    payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
+    summary: Summary,
+) -> dict[str, Any]:
+    """The output line for one raw item, as a dict; counts it in ``summary``."""
+    record_id: str | None = None
+    columns: dict[str, str] | None = None
+    line: dict[str, Any] = {"position": position, "source": source, "record_id": None}
+    if position is None:
+        del line["position"]
+    try:
+        if isinstance(payload, ReadError):
+            raise _Unreadable(payload.as_dict())
+        if isinstance(payload, CsvRow):
+            data, columns = csv_record(payload)
+        elif isinstance(payload, dict):
+            data = payload
+        else:
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError as error:
+                raise InputError(f"not valid JSON: {error}", source) from None
+        if not isinstance(data, dict):
+            raise InputError(f"a record must be a JSON object, not {type(data).__name__}", source)
+        raw_id = data.get("id")
+        record_id = str(raw_id) if raw_id is not None else None
+        line["record_id"] = record_id
+        decision = screener.screen(data, as_of)
+    except NotScreened as error:
+        line["record_id"] = error.record_id or record_id
+        line["not_screened"] = error.as_dict()
+        summary.add_not_screened()
+    except _Unreadable as error:
+        line["error"] = error.details
+        summary.add_error(str(error.details["code"]))
+    except RecordError as error:
+        details = error.as_dict()
+        line["record_id"] = error.record_id or record_id
+        if isinstance(payload, CsvRow):  # name the cell; a malformed list cell is its own column
+            for problem in details["problems"]:  # type: ignore[attr-defined]
+                field = problem["field"]
+                problem["column"] = column_of(field, columns) if columns is not None else field
+        line["error"] = details
+        summary.add_error(error.code)
+    except ScreeningError as error:
+        details = {"code": error.code, "message": str(error)}
+        if isinstance(error, InputError):
+            details = {key: value for key, value in error.as_dict().items() if value is not None}
+        line["error"] = details
+        summary.add_error(error.code)
+    except Exception as error:  # the batch goes on; the line and the exit code say what broke
+        line["error"] = {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
+        summary.add_error("internal_error")
+    else:
+        line["decision"] = decision.as_dict()
+        summary.add_decision(decision)
+    return line
+
+
+def failed_line(position: int, source: str, code: str, message: str, summary: Summary) -> bytes:
+    """The error line of an item that could not be screened at all (its worker died)."""
+    summary.add_error(code)
+    line = {
+        "position": position,
+        "source": source,
+        "record_id": None,
+        "error": {"code": code, "message": message},
+    }
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class _Unreadable(Exception):
+    def __init__(self, details: dict[str, object]) -> None:
+        super().__init__(details.get("message"))
+        self.details = details

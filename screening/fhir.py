@@ -1,0 +1,288 @@
+"""Reading FHIR R4: Bundles, CDS Hooks prefetch and Bulk Data exports into native records.
+
+    >>> from screening.fhir import bundle_records, bulk_records, is_fhir
+    >>> records = bundle_records(bundle, screener.ruleset, source="chart.json")
+    >>> records[0]["id"], records[0]["conditions"][0]["source"]
+    ('98671a34-...', 'Condition/267f3c0b-...')
+
+Each record is a plain dict in the schema of :class:`screening.record.Record`, one per
+Patient; its id is the Patient id and every item names its resource (``"source"``). The
+mapping (``fhir-mapping.md``) lives in :mod:`screening.fhir_map` and
+:mod:`screening.fhir_observations` (one resource at a time) and
+:mod:`screening.fhir_assemble` (one patient at a time); the code lists come from the rule
+set's value sets (:mod:`screening.fhir_terms`); Bulk Data exports are streamed by
+:mod:`screening.fhir_bulk`; missing CDS Hooks prefetch is fetched by
+:mod:`screening.fhir_fetch`.
+
+Resources are joined to their patient by ``subject`` (``patient`` for AllergyIntolerance):
+``Patient/<id>``, an absolute URL ending so, or the ``fullUrl`` of the Patient's entry
+(``urn:uuid:...`` in transaction Bundles). A resource without a subject belongs to the
+only Patient of its Bundle; one whose patient is not in the Bundle is left out with a note.
+Malformed input raises :class:`~screening.errors.InputError` naming the source and the
+position (``entry[3].resource.code.coding[0].code``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .fhir_assemble import assemble
+from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
+from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, terms_for
+from .ruleset import RuleSet
+
+_MAX_DEPTH = 4
+
+
+@dataclass
+class FhirRecord:
+    """A native record read from FHIR, with notes on what was read but not used."""
+
+    record: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One resource of the input and where it was found."""
+
+    resource: Mapping[str, Any]
+    position: str
+    full_url: str | None = None
+
+    @property
+    def type(self) -> str:
+        return str(self.resource["resourceType"])
+
+    @property
+    def label(self) -> str:
+        """``Type/id``: what a clinician looks up in the chart."""
+        rid = self.resource.get("id")
+        return (
+            f"{self.type}/{rid}"
+            if isinstance(rid, str) and rid
+            else self.full_url or f"{self.type} at {self.position}"
+        )
+
+
+def is_fhir(data: object) -> bool:
+    """Whether parsed JSON is a FHIR resource (a JSON object with a ``resourceType``)."""
+    return isinstance(data, Mapping) and isinstance(data.get("resourceType"), str)
+
+
+def bundle_records(
+    bundle: dict[str, Any], ruleset: RuleSet, source: str | None = None
+) -> list[dict[str, Any]]:
+    """One native record dict per Patient of a Bundle of any type (or of a single resource)."""
+    return [r.record for r in read_bundle(bundle, ruleset, source)]
+
+
+def read_bundle(data: Mapping[str, Any], ruleset: RuleSet, source: str | None = None) -> list[FhirRecord]:
+    """Like :func:`bundle_records`, keeping the notes of each record."""
+    entries = list(flatten(data, source))
+    return read_entries(entries, ruleset, source)
+
+
+def bulk_records(directory: Path, ruleset: RuleSet) -> Iterator[dict[str, Any]]:
+    """One native record dict per Patient of a Bulk Data export directory, streamed."""
+    from .fhir_bulk import read_bulk
+
+    for found in read_bulk(Path(directory), ruleset):
+        yield found.record
+
+
+def flatten(data: Any, source: str | None, position: str = "", depth: int = 0) -> Iterator[Entry]:
+    """The resources of a Bundle (nested Bundles included) or the single resource given."""
+    if not is_fhir(data):
+        raise InputError("not a FHIR resource (a JSON object with a resourceType)", source, position or None)
+    if data["resourceType"] != "Bundle":
+        yield Entry(data, position or "resource")
+        return
+    entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        raise InputError("Bundle.entry must be an array", source, _at(position, "entry"))
+    for index, entry in enumerate(entries):
+        where = _at(position, f"entry[{index}]")
+        if not isinstance(entry, dict):
+            raise InputError("a Bundle entry must be an object", source, where)
+        resource = entry.get("resource")
+        if resource is None:
+            continue  # e.g. a DELETE request or a search outcome without a resource
+        where = f"{where}.resource"
+        if not is_fhir(resource):
+            raise InputError("an entry's resource must be an object with a resourceType", source, where)
+        if resource["resourceType"] == "Bundle" and depth < _MAX_DEPTH:
+            yield from flatten(resource, source, where, depth + 1)
+            continue
+        full_url = entry.get("fullUrl")
+        yield Entry(resource, where, full_url if isinstance(full_url, str) else None)
+
+
+def _at(position: str, part: str) -> str:
+    return f"{position}.{part}" if position else part
+
+
+def ref_key(ref: str) -> str:
+    """A reference in comparable form: ``Type/id`` (from relative or absolute), or a URN."""
+    ref = ref.split("/_history/")[0].rstrip("/")
+    if ref.startswith("urn:"):
+        return ref
+    parts = ref.split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ref
+
+
+def read_entries(
+    entries: list[Entry],
+    ruleset: RuleSet,
+    source: str | None,
+    *,
+    patient_id: str | None = None,
+    conditions_known: bool = True,
+    treatments_known: bool | None = None,
+) -> list[FhirRecord]:
+    """Records from resources: one per Patient, or the one patient ``patient_id`` names.
+
+    ``treatments_known`` defaults to whether any MedicationStatement, MedicationRequest or
+    Procedure is present: without them the treatment history is unknown, not empty.
+    """
+    reader = _Reader(terms_for(ruleset), entries, source)
+    if treatments_known is None:
+        treatments_known = any(e.type in TREATMENT_TYPES for e in entries)
+    return reader.records(patient_id, conditions_known, treatments_known)
+
+
+class _Reader:
+    def __init__(self, terms: FhirTerms, entries: list[Entry], source: str | None) -> None:
+        self.terms = terms
+        self.source = source
+        self.entries = _unique(entries)
+        medications: dict[str, Mapping[str, Any]] = {}
+        for entry in self.entries:
+            if entry.type == "Medication":
+                for key in keys_of(entry):
+                    medications[key] = entry.resource
+        self.lookup = functools.partial(lookup_medication, medications)
+
+    def records(
+        self, patient_id: str | None, conditions_known: bool, treatments_known: bool
+    ) -> list[FhirRecord]:
+        patients = [e for e in self.entries if e.type == "Patient"]
+        if patient_id is not None:
+            patients = [e for e in patients if e.resource.get("id") == patient_id][:1]
+        owners: dict[str, int] = {}
+        bases: list[tuple[Partial, list[str]]] = []
+        for index, entry in enumerate(patients):
+            record_id = patient_id_of(entry)
+            bases.append(
+                self._guard(entry, lambda e=entry, r=record_id: patient_base(e.resource, self.terms, r))
+            )
+            for key in keys_of(entry):
+                owners[key] = index
+        if patient_id is not None:
+            # Also the transaction-Bundle form, where Synthea-like data keep it in prefetch.
+            owners[f"Patient/{patient_id}"] = owners[f"urn:uuid:{patient_id}"] = 0
+            if not bases:
+                bases.append(
+                    ({"id": patient_id}, [f"no Patient resource for {patient_id}: age and sex unknown"])
+                )
+        partials: list[list[Partial]] = [[] for _ in bases]
+        stray: list[Partial] = []
+        for entry in self.entries:
+            field_name = PATIENT_REFERENCE.get(entry.type)
+            if field_name is None:
+                continue
+            ref = self._guard(entry, lambda e=entry, f=field_name: subject_of(e.resource, f))
+            owner = owners.get(ref_key(ref)) if ref else (0 if len(bases) == 1 else None)
+            if owner is None:
+                stray.append(
+                    note(f"{entry.label}: its patient ({ref or 'none given'}) is not in the input; not used")
+                )
+                continue
+            found = self._guard(entry, lambda e=entry: extract(e.resource, self.terms, e.label, self.lookup))
+            partials[owner].extend(found)
+        out = []
+        for (base, notes), items in zip(bases, partials, strict=True):
+            if len(bases) == 1:
+                items.extend(stray)
+            record, more = assemble(
+                base, items, self.terms, conditions_known=conditions_known, treatments_known=treatments_known
+            )
+            out.append(FhirRecord(record, notes + more))
+        return out
+
+    def _guard(self, entry: Entry, read: Any) -> Any:
+        try:
+            return read()
+        except Malformed as error:
+            raise InputError(
+                f"{entry.label}: {error}", self.source, f"{entry.position}.{error.path}"
+            ) from None
+
+
+def lookup_medication(
+    medications: Mapping[str, Mapping[str, Any]], resource: Mapping[str, Any], ref: str | None
+) -> Concept | None:
+    """The code of a referenced Medication: contained (``#id``) or elsewhere in the input."""
+    if not ref:
+        return None
+    target: Any = None
+    if ref.startswith("#"):
+        contained = resource.get("contained")
+        target = next(
+            (c for c in contained or () if isinstance(c, dict) and c.get("id") == ref[1:]),
+            None,
+        )
+    else:
+        target = medications.get(ref) or medications.get(ref_key(ref))
+    return concept(target, "code", "contained") if isinstance(target, dict) else None
+
+
+def subject_of(resource: Mapping[str, Any], field_name: str) -> str | None:
+    value = resource.get(field_name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise Malformed(field_name, "expected a Reference object")
+    ref = value.get("reference")
+    if ref is not None and not isinstance(ref, str):
+        raise Malformed(f"{field_name}.reference", "expected a string")
+    return ref
+
+
+def keys_of(entry: Entry) -> set[str]:
+    """The strings a reference to this resource may use."""
+    keys = set()
+    rid = entry.resource.get("id")
+    if isinstance(rid, str) and rid:
+        keys.add(f"{entry.type}/{rid}")
+    if entry.full_url:
+        keys.update({entry.full_url, ref_key(entry.full_url)})
+    return keys
+
+
+def patient_id_of(entry: Entry) -> str:
+    rid = entry.resource.get("id")
+    if isinstance(rid, str) and rid:
+        return rid[:200]
+    if entry.full_url:
+        return entry.full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1][:200] or entry.position
+    return f"Patient at {entry.position}"
+
+
+def _unique(entries: list[Entry]) -> list[Entry]:
+    """Each resource once, where the input repeats it (CDS Hooks prefetch keys can overlap)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for entry in entries:
+        rid = entry.resource.get("id")
+        if isinstance(rid, str) and rid:
+            if (entry.type, rid) in seen:
+                continue
+            seen.add((entry.type, rid))
+        out.append(entry)
+    return out

@@ -1,0 +1,255 @@
+"""One FHIR resource to the pieces of a native record, as ``fhir-mapping.md`` lays out.
+
+:func:`extract` turns one resource into *partials*: small JSON-able dicts, each a record
+item with the resource it came from (``"source": "Condition/abc"``). Partials need no other
+resource, so a Bulk Data export can be read one line at a time and its partials grouped by
+patient later; :mod:`screening.fhir_assemble` then pairs blood pressures, merges repeated
+orders into one treatment trial and builds the record. Kinds of partial (``"k"``):
+
+``dx`` (with ``pain``), ``breastfeeding``, ``bp``, ``bp_half``, ``hr``, ``pain``, ``phq9``,
+``lab``, ``pregnancy``, ``weight``, ``med``, ``trial``, ``allergy`` and ``note`` (a
+sentence about something read but not used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .fhir_observations import observation
+from .fhir_terms import (
+    Coding,
+    Concept,
+    FhirTerms,
+    Partial,
+    concept,
+    concept_of,
+    concepts,
+    day,
+    field,
+    first_day,
+    note,
+    objects,
+    reference,
+)
+
+MedicationLookup = Callable[[Mapping[str, Any], str | None], Concept | None]
+
+IGNORED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+CLINICAL_STATUS = {
+    "active": "active",
+    "recurrence": "active",
+    "relapse": "active",
+    "remission": "remission",
+    "inactive": "resolved",
+    "resolved": "resolved",
+}
+PATIENT_REFERENCE = {
+    "Condition": "subject",
+    "Observation": "subject",
+    "MedicationStatement": "subject",
+    "MedicationRequest": "subject",
+    "Procedure": "subject",
+    "AllergyIntolerance": "patient",
+}
+TREATMENT_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "Procedure"})
+
+
+def status_code(resource: Mapping[str, Any], key: str) -> str | None:
+    """The code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
+    value = concept(resource, key)
+    return next((c.code for c in value.codings if c.code), None) if value else None
+
+
+def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) -> tuple[Partial, list[str]]:
+    """The demographic part of a record from a Patient resource, and notes."""
+    base: Partial = {"id": record_id}
+    notes = []
+    birth = field(resource, "birthDate", str, "")
+    if birth:
+        full = day(birth, "birthDate")
+        if full:
+            base["birth_date"] = full
+        else:
+            notes.append(f"Patient/{record_id}: birth date {birth!r} is not a full date; not used")
+    gender = field(resource, "gender", str, "")
+    if gender in ("female", "male", "other"):
+        base["sex"] = gender
+    elif gender is None:
+        sex = _individual_sex(resource, terms)
+        if sex:
+            base["sex"] = sex
+    if resource.get("deceasedBoolean") is True or field(resource, "deceasedDateTime", str, ""):
+        base["deceased"] = True
+    return base, notes
+
+
+def _individual_sex(resource: Mapping[str, Any], terms: FhirTerms) -> str | None:
+    """Sex from the US Core individual-sex extension, for a Patient without gender."""
+    for extension, where in objects(resource, "extension", ""):
+        url = field(extension, "url", str, where) or ""
+        if not url.endswith("/us-core-individual-sex"):
+            continue
+        if extension.get("valueCode") in ("female", "male", "other"):
+            return str(extension["valueCode"])
+        value = field(extension, "valueCoding", dict, where)
+        if value:
+            found = terms.answer(terms.sex_answers, Concept((_coding(value, where),), None))
+            if found:
+                return found
+    return None
+
+
+def _coding(value: Mapping[str, Any], where: str) -> Coding:
+    return concept_of({"coding": [value]}, where).codings[0]
+
+
+def extract(
+    resource: Mapping[str, Any], terms: FhirTerms, source: str, medication: MedicationLookup
+) -> list[Partial]:
+    """The partials of one resource (nothing for a type the screener does not read)."""
+    reader = _READERS.get(resource.get("resourceType", ""))
+    return reader(resource, terms, source, medication) if reader else []
+
+
+def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:
+    if status_code(res, "verificationStatus") in IGNORED_VERIFICATION:
+        return []
+    code = concept(res, "code") or Concept((), None)
+    usable = [c for c in code.codings if c.system in ("icd-10-cm", "snomed") and c.code]
+    if not usable:
+        label = code.label or "(no code)"
+        return [note(f"{source}: condition {label} has no ICD-10-CM or SNOMED CT code; not used")]
+    clinical = status_code(res, "clinicalStatus")
+    abated = any(k.startswith("abatement") for k in res)
+    status = CLINICAL_STATUS.get(clinical or "", "resolved" if clinical is None and abated else "active")
+    onset = first_day(res, ("onsetDateTime", "onsetPeriod.start", "recordedDate"))
+    abatement = first_day(res, ("abatementDateTime", "abatementPeriod.end", "abatementPeriod.start"))
+    out: list[Partial] = []
+    covered: frozenset[str] = frozenset()
+    ranked = sorted(
+        ((terms.classify(c.code or "", c.system or "", c.display or code.text), c) for c in usable),
+        key=lambda pair: -len(pair[0]),
+    )
+    for classes, coding in ranked:
+        # One diagnosis per condition, plus another coding only where it adds a value set.
+        if out and classes <= covered:
+            continue
+        covered |= classes
+        display = coding.display or code.text
+        item = {
+            "code": coding.code,
+            "system": coding.system,
+            "display": display,
+            "status": status,
+            "onset": onset,
+            "last_active": abatement if status != "active" else None,
+            "source": source,
+        }
+        pain = status == "active" and terms.is_pain(coding.code or "", coding.system or "", display)
+        out.append({"k": "dx", "pain": pain, "item": item})
+        if (
+            status == "active"
+            and terms.breastfeeding
+            and terms.breastfeeding.matches_diagnosis(coding.code or "", coding.system or "", display)
+        ):
+            out.append({"k": "breastfeeding", "source": source})
+    return out
+
+
+def _medication(
+    res: Mapping[str, Any], terms: FhirTerms, source: str, lookup: MedicationLookup
+) -> list[Partial]:
+    status = res.get("status")
+    if status not in ("active", "completed", "stopped"):
+        return []
+    ref = reference(res, "medicationReference", "")
+    drug = concept(res, "medicationCodeableConcept") or lookup(res, ref)
+    if drug is None and isinstance(res.get("medicationReference"), dict):
+        # The Medication is not in the input: its display, if any, still names the drug.
+        shown = field(res["medicationReference"], "display", str, "medicationReference")
+        drug = Concept((), shown) if shown else None
+    name = drug.label if drug else None
+    if drug is None or not name:
+        what = f"medication {ref} is not in the input" if ref else "medication without a code or name"
+        return [note(f"{source}: {what}; not used")]
+    code = drug.code_in("rxnorm") or drug.code_in("snomed")
+    out: list[Partial] = []
+    if status == "active":
+        out.append({"k": "med", "item": {"name": name, "code": code, "source": source}})
+    if not terms.is_treatment(code, name):
+        return out
+    if res.get("resourceType") == "MedicationStatement":
+        start = first_day(res, ("effectivePeriod.start", "effectiveDateTime"))
+        end = first_day(res, ("effectivePeriod.end",))
+    else:
+        start, end = first_day(res, ("authoredOn",)), None
+    outcome = None
+    if status != "active":
+        reasons = concepts(res, "statusReason") + concepts(res, "reasonCode")
+        outcome = terms.trial_outcome(reasons, _notes(res))
+    return [*out, _trial(f"drug:{code or name.lower()}", name, code, start, end, status, outcome, source)]
+
+
+def _trial(
+    key: str,
+    name: str,
+    code: str | None,
+    start: str | None,
+    end: str | None,
+    status: str,
+    outcome: str | None,
+    source: str,
+) -> Partial:
+    item = {"name": name, "code": code, "start": start, "end": end, "source": source}
+    state = "ongoing" if status in ("active", "in-progress") else "past"
+    return {"k": "trial", "key": key, "item": item, "state": state, "outcome": outcome}
+
+
+def _notes(res: Mapping[str, Any]) -> list[str]:
+    return [
+        text
+        for annotation, where in objects(res, "note", "")
+        if (text := field(annotation, "text", str, where))
+    ]
+
+
+def _procedure(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:
+    status = res.get("status")
+    if status not in ("completed", "in-progress", "stopped"):
+        return []
+    code = concept(res, "code")
+    name = code.label if code else None
+    snomed = code.code_in("snomed") if code else None
+    if not name or not terms.is_treatment(snomed, name):
+        return []
+    start = first_day(res, ("performedPeriod.start", "performedDateTime"))
+    end = first_day(res, ("performedPeriod.end",)) or start
+    outcome = None
+    if status != "in-progress":
+        reasons = [c for c in (concept(res, "outcome"),) if c] + concepts(res, "statusReason")
+        outcome = terms.trial_outcome(reasons, _notes(res))
+    return [_trial(f"procedure:{snomed or name.lower()}", name, snomed, start, end, status, outcome, source)]
+
+
+def _allergy(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:
+    if status_code(res, "verificationStatus") in IGNORED_VERIFICATION:
+        return []
+    if status_code(res, "clinicalStatus") in ("inactive", "resolved"):
+        return []
+    code = concept(res, "code")
+    name = code.label if code else None
+    if code is None or not name:
+        return []
+    item = {"substance": name, "code": code.code_in("rxnorm") or code.code_in("snomed"), "source": source}
+    return [{"k": "allergy", "item": item}]
+
+
+_READERS: dict[str, Callable[[Mapping[str, Any], FhirTerms, str, MedicationLookup], list[Partial]]] = {
+    "Condition": _condition,
+    "Observation": observation,
+    "MedicationStatement": _medication,
+    "MedicationRequest": _medication,
+    "Procedure": _procedure,
+    "AllergyIntolerance": _allergy,
+}

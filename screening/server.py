@@ -1,0 +1,455 @@
+"""The HTTP service: screening, the rule set and CDS Hooks over FastAPI.
+
+    POST /screen                  a native record or a FHIR Bundle -> the decision (?format=text)
+    POST /screen/batch            a JSON array (or {"records": [...]}) -> {"results": [...]}
+    GET  /rules                   the rule set: id, version, sha256, parameters, criteria
+    GET  /health                  liveness, with the rule set's id, version and sha256
+    GET  /cds-services            CDS Hooks discovery
+    POST /cds-services/{id}       CDS Hooks patient-view: cards
+    GET  /docs, /openapi.json     OpenAPI
+
+Each process builds one :class:`~screening.screener.Screener` when the app is created and
+keeps it. durable-rules holds the GIL and the Screener serialises engine calls, so
+screening runs in one worker thread per process, first come first served (the event loop
+stays free for I/O), and the service scales across cores with processes (``screening
+serve --workers N``).
+
+Errors are JSON ``{"code", "message", "field"}`` with a stable snake_case code, mapped
+from the package's error tree in :func:`error_response` (the one place), never a stack
+trace. Request bodies are limited in size. The log never holds patient data: requests
+are logged by method, path and status, errors by type only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import cdshooks
+from .decision import Decision
+from .errors import EngineError, InputError, NotScreened, RecordError, RuleSetError, ScreeningError
+from .fhir import is_fhir
+from .fhir_fetch import FhirFetcher
+from .record import Record
+from .screener import Screener, load_json, parse_as_of
+
+T = TypeVar("T")
+log = logging.getLogger("screening.server")
+MAX_BODY = 10 * 1024 * 1024
+BATCH_LIMIT = 100
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+AsOf = Annotated[str | None, Query(description="Screening date, YYYY-MM-DD (default: today)")]
+Format = Annotated[
+    Literal["json", "text"], Query(description="json (the decision) or text (for a clinician)")
+]
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable code, raised by the endpoints."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status, self.code, self.message, self.field = status, code, message, field
+        super().__init__(message)
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": message, "field": field, **extra}
+
+
+def error_response(error: Exception) -> Response:
+    """The one place where errors become HTTP responses."""
+    if isinstance(error, ApiError):
+        status, body = error.status, error_body(error.code, error.message, error.field)
+    elif isinstance(error, RecordError):
+        field = error.problems[0].field if error.problems else None
+        problems = [p.as_dict() for p in error.problems]
+        status, body = (
+            422,
+            error_body(error.code, str(error), field, record_id=error.record_id, problems=problems),
+        )
+    elif isinstance(error, InputError):
+        status, body = 400, error_body(error.code, str(error), error.position)
+    elif isinstance(error, (EngineError, RuleSetError)):
+        status, body = 500, error_body(error.code, "the screening engine failed; the error was logged")
+    elif isinstance(error, ScreeningError):
+        status, body = 400, error_body(error.code, str(error))
+    else:
+        status, body = 500, error_body("internal_error", "internal error; the error was logged")
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def create_app(
+    screener: Screener | None = None,
+    *,
+    rules: str | None = None,
+    params: str | None = None,
+    token: str | None = None,
+    max_body: int = MAX_BODY,
+    batch_limit: int = BATCH_LIMIT,
+    as_of: date | None = None,
+    fetcher: FhirFetcher | None = None,
+) -> FastAPI:
+    """The application, with its Screener built now (once per process)."""
+    screener = screener or Screener(rules, params)
+    fetcher = fetcher or FhirFetcher()
+    # One screening thread per process: the engine is serialised and holds the GIL anyway,
+    # so more threads would only compete for both; one queue serves requests in order of
+    # arrival, and the event loop stays free for I/O.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening")
+
+    async def offload(func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args))
+
+    ruleset = screener.ruleset
+    app = FastAPI(
+        title="Ketamine eligibility screening",
+        version=ruleset.version,
+        description=(
+            "Screens patients for IV ketamine in chronic pain against documented criteria "
+            f"({ruleset.id} {ruleset.version}). Decision support for a clinician: it never "
+            "says 'give ketamine'. Errors are {code, message, field}."
+        ),
+    )
+
+    def authorised(credentials: Credentials) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if token and not hmac.compare_digest(given, token.encode()):
+            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+
+    def day(value: str | None) -> date:
+        try:
+            return parse_as_of(value) if value else as_of or date.today()
+        except InputError as error:
+            raise ApiError(400, "invalid_as_of", str(error), "as_of") from None
+
+    @app.exception_handler(ApiError)
+    @app.exception_handler(ScreeningError)
+    async def _screening_error(request: Request, error: Exception) -> Response:
+        return error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            ApiError(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0] if error.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(
+            ApiError(422, "invalid_request", first.get("msg", "invalid request"), field or None)
+        )
+
+    protected = [Depends(authorised)]
+    record_schema = Record.model_json_schema(ref_template="#/components/schemas/{model}")
+    body_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Record"},
+                            {"type": "object", "description": "A FHIR R4 resource, usually a Bundle"},
+                        ]
+                    }
+                }
+            },
+        }
+    }
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness, with the rule set this process screens against."""
+        return {"status": "ok", "ruleset": ruleset.summary(), "pid": os.getpid()}
+
+    @app.get("/rules", tags=["service"], dependencies=protected)
+    def rules_endpoint() -> dict[str, Any]:
+        """The rule set: id, version, sha256, parameters (with site overrides) and criteria."""
+        return describe_rules(screener)
+
+    @app.post("/screen", tags=["screening"], dependencies=protected, openapi_extra=body_doc)
+    async def screen(request: Request, as_of: AsOf = None, format: Format = "json") -> Response:
+        """Screen one native record, or the one patient of a FHIR Bundle.
+
+        A deceased patient answers 200 with ``{"code": "not_screened", ...}``.
+        """
+        data = load_json(await request.body(), source="request body")
+        result = await offload(_screen_one, screener, data, day(as_of))
+        if format == "text":
+            return PlainTextResponse(_text(result))
+        body = result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
+        return Response(body, media_type="application/json")
+
+    @app.post("/screen/batch", tags=["screening"], dependencies=protected)
+    async def screen_batch(request: Request, as_of: AsOf = None) -> Response:
+        """Screen a small batch: a JSON array of records or FHIR Bundles (or ``{"records": [...]}``).
+
+        Each result is ``{"position", "decision" | "not_screened" | "error"}``, in input order.
+        """
+        data = load_json(await request.body(), source="request body")
+        items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
+        if is_fhir(items):
+            items = [items]
+        if not isinstance(items, list):
+            raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
+        if len(items) > batch_limit:
+            raise ApiError(413, "batch_too_large", f"{len(items)} records; at most {batch_limit} per batch")
+        results = await offload(_screen_many, screener, items, day(as_of), batch_limit)
+        return Response(
+            orjson.dumps({"count": len(results), "results": results}), media_type="application/json"
+        )
+
+    @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected)
+    def cds_discovery() -> dict[str, Any]:
+        """CDS Hooks discovery: the patient-view service and its prefetch templates."""
+        return cdshooks.discovery(ruleset)
+
+    @app.post("/cds-services/{service_id}", tags=["cds-hooks"], dependencies=protected)
+    async def cds_service(service_id: str, request: Request) -> Response:
+        """CDS Hooks: screen the patient from the prefetch and answer with cards."""
+        if service_id != cdshooks.SERVICE_ID:
+            raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
+        data = load_json(await request.body(), source="request body")
+        hook = cdshooks.read_hook(data, "request body")
+        if hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
+            await _fetch_missing(fetcher, hook, cdshooks.queries(ruleset))
+        result = await offload(_screen_hook, screener, hook, day(None))
+        cards = cdshooks.cards(result, ruleset, hook.unavailable)
+        return Response(orjson.dumps({"cards": cards}), media_type="application/json")
+
+    _add_schemas(app, record_schema)
+    app.add_middleware(_Guard, max_body=max_body)
+    return app
+
+
+def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
+    """Put the Record model (and its parts) into the OpenAPI components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            defs = dict(record_schema.get("$defs", {}))
+            components.update(defs)
+            components["Record"] = {k: v for k, v in record_schema.items() if k != "$defs"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScreened:
+    if is_fhir(data):
+        results = screener.screen_fhir(data, as_of, source="request body")
+        if len(results) != 1:
+            raise ApiError(
+                422, "multiple_patients", f"the FHIR input holds {len(results)} patients; use /screen/batch"
+            )
+        if isinstance(results[0], RecordError):
+            raise results[0]
+        return results[0]
+    try:
+        return screener.screen(data, as_of)
+    except NotScreened as error:
+        return error
+
+
+def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for position, item in enumerate(items):
+        try:
+            if is_fhir(item):
+                found: list[Any] = list(screener.screen_fhir(item, as_of, source=f"records[{position}]"))
+            else:
+                try:
+                    found = [screener.screen(item, as_of)]
+                except NotScreened as error:
+                    found = [error]
+        except ScreeningError as error:
+            found = [error]
+        for result in found:
+            out.append(_batch_result(position, result))
+        if len(out) > limit:
+            raise ApiError(413, "batch_too_large", f"more than {limit} patients; at most {limit} per batch")
+    return out
+
+
+def _batch_result(position: int, result: Any) -> dict[str, Any]:
+    if isinstance(result, Decision):
+        return {"position": position, "decision": result.as_dict()}
+    if isinstance(result, NotScreened):
+        return {"position": position, "not_screened": result.as_dict()}
+    body = orjson.loads(error_response(result).body)
+    return {"position": position, "error": body}
+
+
+async def _fetch_missing(fetcher: FhirFetcher, hook: cdshooks.HookRequest, queries: dict[str, str]) -> None:
+    wanted = {kind: queries[kind] for kind in hook.unavailable}
+    found, failed = await fetcher.fetch(hook.fhir_server or "", hook.token or "", hook.patient_id, wanted)
+    for kind, body in found:
+        try:
+            hook.add(body, f"fetched {kind}", kind, "fhirServer")
+        except InputError as error:
+            hook.notes.append(f"{kind} from the FHIR server could not be read: {error}")
+    hook.notes.extend(f"{kind} could not be fetched: {reason}" for kind, reason in failed.items())
+
+
+def _screen_hook(
+    screener: Screener, hook: cdshooks.HookRequest, as_of: date
+) -> Decision | NotScreened | RecordError:
+    found = cdshooks.hook_record(hook, screener.ruleset, "request body")
+    try:
+        return screener.screen_fhir_record(found.record, as_of, found.notes)
+    except (NotScreened, RecordError) as error:
+        return error
+
+
+def _text(result: Decision | NotScreened) -> str:
+    from .render import render_text
+
+    if isinstance(result, NotScreened):
+        return f"NOT SCREENED record {result.record_id}: {result.reason}\n"
+    notes = "".join(f"  note: {n}\n" for n in result.extra.get("input_notes", []))
+    return render_text(result) + notes
+
+
+def describe_rules(screener: Screener) -> dict[str, Any]:
+    """The rule set as JSON: what ``GET /rules`` answers."""
+    rs = screener.ruleset
+    return {
+        **rs.summary(),
+        "title": rs.title,
+        "description": rs.description,
+        "overrides": dict(rs.overrides),
+        "parameters": {
+            name: {"value": p.value, "default": p.default, "unit": p.unit, "description": p.description}
+            for name, p in rs.parameters.items()
+        },
+        "criteria": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "effect": c.effect,
+                "parameters": list(c.params),
+                "sources": [s.id for s in c.sources],
+            }
+            for c in rs.criteria
+        ],
+        "sources": {key: s.as_dict() for key, s in rs.sources.items()},
+        "value_sets": {key: {"title": vs.title, "source": vs.source} for key, vs in rs.value_sets.items()},
+    }
+
+
+class _Guard:
+    """ASGI middleware: the body size limit, and a 500 without a trace for any escaped error."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.max_body:
+            await _send(send, _too_large(self.max_body))
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _TooLarge:
+            if not started:
+                await _send(send, _too_large(self.max_body))
+        except Exception as error:  # the last line of defence: log the type, never the data
+            log.error(
+                "internal error %s on %s %s", type(error).__name__, scope.get("method"), scope.get("path")
+            )
+            if not started:
+                await _send(send, error_response(error))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(
+        ApiError(413, "payload_too_large", f"the request body is over the {limit} byte limit")
+    )
+
+
+async def _send(send: Send, response: Response) -> None:
+    await send(
+        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def app_from_env() -> Any:
+    """The app configured from ``SCREENING_*`` variables (``screening serve`` sets them)."""
+    env = os.environ
+    return create_app(
+        rules=env.get("SCREENING_RULES") or None,
+        params=env.get("SCREENING_PARAMS") or None,
+        token=env.get("SCREENING_TOKEN") or None,
+        max_body=int(env.get("SCREENING_MAX_BODY") or MAX_BODY),
+        batch_limit=int(env.get("SCREENING_BATCH_LIMIT") or BATCH_LIMIT),
+        as_of=date.fromisoformat(env["SCREENING_AS_OF"]) if env.get("SCREENING_AS_OF") else None,
+        fetcher=FhirFetcher(env.get("SCREENING_FHIR_SERVERS", "").split()),
+    )
+
+
+def serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
+    """Run the service with uvicorn; each worker process builds its own Screener."""
+    import uvicorn
+
+    uvicorn.run(
+        "screening.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        server_header=False,
+    )
