@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 FORMATS = ("jsonl", "csv", "fhir", "bulk")
 
 
+class FhirRecord(bytes):
+    """A native record read from FHIR, as JSON: screened with FHIR's date handling."""
+
+
 class ReadError(NamedTuple):
     """An input that could not be read as a record; it becomes an error line."""
 
@@ -195,7 +199,7 @@ def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -
         if not records:
             yield source, ReadError("no_patient", f"{source}: the Bundle holds no Patient"), size
         for index, record in enumerate(records):
-            yield source, orjson.dumps(record), size if index == 0 else 0
+            yield source, FhirRecord(orjson.dumps(record)), size if index == 0 else 0
 
 
 def read_bulk(path: Path, ruleset: RuleSet) -> Iterator[Item]:
@@ -212,4 +216,4 @@ def read_bulk(path: Path, ruleset: RuleSet) -> Iterator[Item]:
             # A generator that raised cannot go on: report it once, as one item.
             yield str(path), ReadError(error.code, str(error)), 0
             return
-        yield f"{path}#Patient/{record.get('id')}", orjson.dumps(record), 0
+        yield f"{path}#Patient/{record.get('id')}", FhirRecord(orjson.dumps(record)), 0

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .batch_csv import CsvRow, column_of, csv_record
-from .batch_inputs import Item, ReadError
+from .batch_inputs import FhirRecord, Item, ReadError
 from .errors import InputError, NotScreened, RecordError, ScreeningError
 from .report import Summary
 from .ruleset import RuleSet
@@ -111,7 +111,7 @@ def screen_result(
             data = payload
         else:
             try:
-                data = orjson.loads(payload)
+                data = orjson.loads(bytes(payload) if isinstance(payload, FhirRecord) else payload)
             except orjson.JSONDecodeError as error:
                 raise InputError(f"not valid JSON: {error}", source) from None
         if not isinstance(data, dict):
@@ -119,7 +119,10 @@ def screen_result(
         raw_id = data.get("id")
         record_id = str(raw_id) if raw_id is not None else None
         line["record_id"] = record_id
-        decision = screener.screen(data, as_of)
+        if isinstance(payload, FhirRecord):  # leaves out items dated after as_of, and notes them
+            decision = screener.screen_fhir_record(data, as_of)
+        else:
+            decision = screener.screen(data, as_of)
     except NotScreened as error:
         line["record_id"] = error.record_id or record_id
         line["not_screened"] = error.as_dict()

@@ -119,6 +119,7 @@ class Decision:
     not_checked: list[str]
     ruleset: dict[str, Any]
     dosing: dict[str, Any] | None = None
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def criterion(self, criterion_id: str) -> CriterionResult:
@@ -140,6 +141,7 @@ class Decision:
             "not_checked": self.not_checked,
             "ruleset": self.ruleset,
             "dosing": self.dosing,
+            "sources": self.sources,
         }
         out.update(self.extra)
         return out
@@ -194,6 +196,7 @@ def decide(
         dosing=_dosing(ruleset, record)
         if outcome in (Outcome.eligible, Outcome.eligible_with_cautions)
         else None,
+        sources=ruleset.cited_sources,
     )
 
 

@@ -92,7 +92,8 @@ class Source:
 
 
 def _source_dicts(sources: tuple[Source, ...]) -> tuple[dict[str, str], ...]:
-    return tuple(s.as_dict() for s in sources)
+    """Short references (id, label, url); the full citations are in the decision's table."""
+    return tuple({k: v for k, v in s.as_dict().items() if k in ("id", "label", "url")} for s in sources)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ class RuleSet:
         return criterion.not_met_when is not None or any(
             self.facts[f].may_be_unknown for f in criterion.facts
         )
+
+    @cached_property
+    def cited_sources(self) -> dict[str, dict[str, str]]:
+        """Every source some criterion cites, by id, in full (shared; do not mutate)."""
+        return {s.id: s.as_dict() for c in self.criteria for s in c.sources}
 
     @cached_property
     def criterion_parameters(self) -> dict[str, dict[str, Scalar]]:

@@ -292,11 +292,8 @@ def test_csv_cells_are_named_in_errors_and_blank_histories_are_unknown(tmp_path:
 
 
 def test_fhir_bundles_and_bulk_export_are_read(tmp_path: Path) -> None:
-    pytest.importorskip("screening.fhir")
-    data = Path("/work/shared/data")
-    bundles, bulk = data / "synthea-r4-bundles" / "bundles", data / "synthea-bulk-ndjson" / "ndjson"
-    if not bundles.is_dir() or not bulk.is_dir():
-        pytest.skip("the shared Synthea samples are not on this machine")
+    fixtures = ROOT / "tests" / "fixtures" / "fhir"
+    bundles, bulk = fixtures / "synthea-r4-bundles", fixtures / "synthea-bulk-ndjson"
     assert detect_format(bundles) == "fhir" and detect_format(bulk) == "bulk"
     for source in (bundles, bulk):
         out = tmp_path / f"{source.name}.jsonl"
@@ -304,3 +301,14 @@ def test_fhir_bundles_and_bulk_export_are_read(tmp_path: Path) -> None:
         lines = lines_of(out)
         assert len(lines) == result.records > 0
         assert [line["position"] for line in lines] == list(range(len(lines)))
+        assert not [line for line in lines if "error" in line]
+
+
+def test_fhir_items_after_the_screening_date_are_left_out_not_fatal(tmp_path: Path) -> None:
+    bundles = ROOT / "tests" / "fixtures" / "fhir" / "synthea-r4-bundles"
+    out = tmp_path / "early.jsonl"
+    run_batch([bundles], out, rules=RULES, as_of="2016-01-01", workers=1)
+    lines = lines_of(out)
+    assert lines and not [line for line in lines if "error" in line]
+    notes = [note for line in lines for note in line["decision"].get("input_notes", [])]
+    assert any("dated after the screening date 2016-01-01" in note for note in notes)
