@@ -182,6 +182,21 @@ def _stale(items: Sequence[Any], what: Callable[[Any], str], within_days: int) -
     ]
 
 
+def _latest(
+    items: Sequence[Any],
+    as_of: date,
+    within_days: int,
+    describe: Callable[[Any], str],
+    rank: Callable[[Any], Any] = lambda item: item.date,
+) -> tuple[Any | None, list[Evidence]]:
+    """The latest item in the window with its evidence, or None with the newest stale item's."""
+    recent = _recent(items, as_of, within_days)
+    if not recent:
+        return None, _stale(items, describe, within_days)
+    latest = max(recent, key=rank)
+    return latest, [Evidence(describe(latest), _iso(latest.date), latest.source)]
+
+
 @aggregate({"value": "number"})
 def age_years(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Age in whole years on the screening date, from the birth date or the stated age."""
@@ -210,34 +225,36 @@ def record_field(view: RecordView, args: Mapping[str, Any]) -> Finding:
 def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent BP reading within the window (the highest systolic of that day)."""
     record, as_of = view.record, view.as_of
-    days = args["within_days"]
-    recent = _recent(record.blood_pressure, as_of, days)
-    if not recent:
-        stale = _stale(record.blood_pressure, lambda r: f"BP {r.systolic:g}/{r.diastolic:g} mmHg", days)
-        return Finding({"systolic": None, "diastolic": None, "date": None, "days_ago": None}, stale)
-    latest = max(recent, key=lambda r: (r.date, r.systolic))
-    return Finding(
-        {
-            "systolic": latest.systolic,
-            "diastolic": latest.diastolic,
-            "date": latest.date.isoformat(),
-            "days_ago": (as_of - latest.date).days,
-        },
-        [Evidence(f"BP {latest.systolic:g}/{latest.diastolic:g} mmHg", _iso(latest.date), latest.source)],
+    latest, evidence = _latest(
+        record.blood_pressure,
+        as_of,
+        args["within_days"],
+        lambda r: f"BP {r.systolic:g}/{r.diastolic:g} mmHg",
+        rank=lambda r: (r.date, r.systolic),
     )
+    if latest is None:
+        return Finding({"systolic": None, "diastolic": None, "date": None, "days_ago": None}, evidence)
+    values: dict[str, FactValue] = {
+        "systolic": latest.systolic,
+        "diastolic": latest.diastolic,
+        "date": latest.date.isoformat(),
+        "days_ago": (as_of - latest.date).days,
+    }
+    return Finding(values, evidence)
 
 
 @aggregate({"value": "number", "date": "string"}, {"within_days": "days"})
 def latest_pain_score(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent 0-10 pain score within the window."""
-    record, as_of = view.record, view.as_of
-    days = args["within_days"]
-    recent = _recent(record.pain_scores, as_of, days)
-    if not recent:
-        stale = _stale(record.pain_scores, lambda s: f"pain score {s.score:g}/10", days)
-        return Finding({"value": None, "date": None}, stale)
-    latest = max(recent, key=lambda s: (s.date, s.score))
-    evidence = [Evidence(f"pain score {latest.score:g}/10", _iso(latest.date), latest.source)]
+    latest, evidence = _latest(
+        view.record.pain_scores,
+        view.as_of,
+        args["within_days"],
+        lambda s: f"pain score {s.score:g}/10",
+        rank=lambda s: (s.date, s.score),
+    )
+    if latest is None:
+        return Finding({"value": None, "date": None}, evidence)
     return Finding({"value": latest.score, "date": latest.date.isoformat()}, evidence)
 
 
@@ -473,16 +490,12 @@ def lab_ratio(view: RecordView, args: Mapping[str, Any]) -> Finding:
 @aggregate({"value": "number", "date": "string"}, {"within_days": "days"})
 def phq9_item9(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent PHQ-9 item 9 score (0-3) within the window."""
-    record, as_of = view.record, view.as_of
-    days = args["within_days"]
-    scored = [p for p in _recent(record.phq9, as_of, days) if p.item9 is not None]
-    if not scored:
-        answered = [p for p in record.phq9 if p.item9 is not None]
-        return Finding(
-            {"value": None, "date": None}, _stale(answered, lambda p: f"PHQ-9 item 9 = {p.item9}", days)
-        )
-    latest = max(scored, key=lambda p: p.date)
-    evidence = [Evidence(f"PHQ-9 item 9 = {latest.item9}", _iso(latest.date), latest.source)]
+    answered = [p for p in view.record.phq9 if p.item9 is not None]
+    latest, evidence = _latest(
+        answered, view.as_of, args["within_days"], lambda p: f"PHQ-9 item 9 = {p.item9}"
+    )
+    if latest is None:
+        return Finding({"value": None, "date": None}, evidence)
     return Finding({"value": latest.item9, "date": latest.date.isoformat()}, evidence)
 
 
@@ -547,17 +560,15 @@ def has_allergy(view: RecordView, args: Mapping[str, Any]) -> Finding:
 @aggregate({"value": "string", "date": "string"}, {"within_days": "days", "value_sets": "value_sets"})
 def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Pregnancy status: the latest dated status in the window, or an active pregnancy diagnosis."""
-    record, as_of = view.record, view.as_of
-    for dx in record.conditions:
-        if dx.status.value == "active" and any(
-            vs.matches_diagnosis(dx.code, dx.system, dx.display) for vs in args["value_sets"]
-        ):
-            return Finding({"value": "pregnant", "date": _iso(dx.onset)}, [_dx_evidence(dx)])
-    days = args["within_days"]
-    recent = _recent(record.pregnancy_status, as_of, days)
-    if not recent:
-        stale = _stale(record.pregnancy_status, lambda p: f"pregnancy status: {p.status}", days)
-        return Finding({"value": None, "date": None}, stale)
-    latest = max(recent, key=lambda p: p.date)
-    evidence = [Evidence(f"pregnancy status: {latest.status}", _iso(latest.date), latest.source)]
+    active = _matching(view, {"value_sets": args["value_sets"], "statuses": ("active",)})
+    if active:
+        return Finding({"value": "pregnant", "date": _iso(active[0].onset)}, [_dx_evidence(active[0])])
+    latest, evidence = _latest(
+        view.record.pregnancy_status,
+        view.as_of,
+        args["within_days"],
+        lambda p: f"pregnancy status: {p.status}",
+    )
+    if latest is None:
+        return Finding({"value": None, "date": None}, evidence)
     return Finding({"value": latest.status, "date": latest.date.isoformat()}, evidence)
