@@ -14,7 +14,7 @@ Every decision lists the findings of all levels, not only the decisive one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -209,8 +209,10 @@ def _result(
     sheet: FactSheet,
 ) -> CriterionResult:
     evidence = _unique_dicts(e for name in criterion.facts for e in sheet.evidence_dicts(name))
-    values["evidence"] = "; ".join(e["what"] for e in evidence) or "none"
-    reason = criterion.reason[status].render(values)
+    template = criterion.reason[status]
+    if "evidence" in template.names:
+        values["evidence"] = "; ".join(e["what"] for e in evidence) or "none"
+    reason = template.render(values)
     if status == "met" and criterion.emphasis and kleene(criterion.emphasis[0], sheet.values, ruleset.params):
         reason = f"{reason}; {criterion.emphasis[1].render(values)}"
     missing: list[str] = []
@@ -241,7 +243,9 @@ def _result(
         evidence=evidence,
         parameters=ruleset.criterion_parameters[criterion.id],
         missing=_unique(missing),
-        not_checked=[sheet.not_checked[n] for n in criterion.facts if n in sheet.not_checked],
+        not_checked=[sheet.not_checked[n] for n in criterion.facts if n in sheet.not_checked]
+        if sheet.not_checked
+        else [],
         sources=list(criterion.source_dicts),
         recommendation=recommendation.render(values) if recommendation else None,
     )
@@ -279,7 +283,7 @@ def _unique(items: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _unique_dicts(items: Any) -> list[dict[str, str]]:
+def _unique_dicts(items: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """Drop repeated evidence: the same dict object, or an equal one."""
     out: list[dict[str, str]] = []
     for item in items:

@@ -16,6 +16,10 @@ from typing import Any
 class Template:
     text: str
     parts: tuple[tuple[str, str | None, str], ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(name for _, name, _ in self.parts if name))
 
     @classmethod
     def parse(cls, text: str) -> Template:
@@ -28,10 +32,6 @@ class Template:
                 raise ValueError(f"placeholder {{{name}}} is not a plain name")
             parts.append((literal, name, spec or ""))
         return cls(text, tuple(parts))
-
-    @property
-    def names(self) -> list[str]:
-        return [name for _, name, _ in self.parts if name]
 
     def render(self, values: Mapping[str, Any]) -> str:
         out = []
