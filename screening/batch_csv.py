@@ -122,10 +122,10 @@ def csv_record(row: CsvRow) -> tuple[dict[str, Any], dict[str, str]]:
     group("phq9", {"item9": "phq9_item9", "total": "phq9_total", "date": "phq9_date"}, ("date",), {})
 
     labs: list[dict[str, str]] = []
-    for test, code in (("ALT", "1742-6"), ("AST", "1920-8")):
+    for test in ("ALT", "AST"):  # matched to the rule set's value sets by test name
         column = test.lower()
         if cells.get(column):
-            lab = {"test": test, "code": code, "value": cells[column], "unit": "U/L"}
+            lab = {"test": test, "value": cells[column], "unit": "U/L"}
             lab["date"] = cells.get("liver_tests_date", "")
             if cells.get(f"{column}_upper_limit"):
                 lab["upper_limit"] = cells[f"{column}_upper_limit"]
