@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import Problem, ScreeningError
-from .ruleset import pydantic_problems
+from .ruleset import pydantic_problems, yaml_files
 from .screener import Screener
 from .yamlsource import Positions, load_yaml
 
@@ -91,7 +91,7 @@ class LoadedCases:
 
 
 def test_files(directory: Path) -> list[Path]:
-    return sorted(directory.rglob("*_test.yaml"))
+    return [p for p in yaml_files(directory) if p.name.endswith("_test.yaml")]
 
 
 def load_cases(directory: Path) -> LoadedCases:

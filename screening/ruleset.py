@@ -173,9 +173,18 @@ class _Loaded:
     dosing: DosingDef | None = None
 
 
+def yaml_files(directory: Path) -> list[Path]:
+    """Every ``*.yaml`` below ``directory``, skipping hidden folders (``.venv``, ``.git``)."""
+    return sorted(
+        path
+        for path in directory.rglob("*.yaml")
+        if not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+
+
 def rule_files(directory: Path) -> list[Path]:
     """The rule files of a directory (tests excluded), in a stable order."""
-    return sorted(p for p in directory.rglob("*.yaml") if not p.name.endswith("_test.yaml"))
+    return [p for p in yaml_files(directory) if not p.name.endswith("_test.yaml")]
 
 
 def content_hash(directory: Path) -> str:

@@ -186,3 +186,9 @@ def test_the_hash_changes_with_the_rules(tmp_path: Path) -> None:
     path = copy / "inclusion.yaml"
     path.write_text(path.read_text().replace("default: 18", "default: 21"))
     assert load_ruleset(copy).sha256 != before
+
+
+def test_hidden_folders_are_not_read(tmp_path: Path) -> None:
+    write(tmp_path / "r", "rules.yaml", MINIMAL)
+    write(tmp_path / "r" / ".venv" / "lib", "tool.yaml", "properties: {}\n")
+    assert [c.id for c in load_ruleset(tmp_path / "r").criteria] == ["INC-ADULT"]
