@@ -188,10 +188,8 @@ class _Builder:
                 f"if_absent must be a {fact_type} like the fact",
             )
             ok = False
-        not_checked = self._template(
-            definition.not_checked, positions, (*where, "not_checked"), set(), used_params
-        )
-        ask = self._template(definition.ask, positions, (*where, "ask"), set(), used_params)
+        not_checked = self._template(definition.not_checked, positions, (*where, "not_checked"), used_params)
+        ask = self._template(definition.ask, positions, (*where, "ask"), used_params)
         if not ok:
             return None
         return Fact(
@@ -245,7 +243,7 @@ class _Builder:
         return None, f"unsupported argument kind {kind}"
 
     def _template(
-        self, text: str | None, positions: Positions, path: PathKey, facts: set[str], used_params: list[str]
+        self, text: str | None, positions: Positions, path: PathKey, used_params: list[str]
     ) -> Template | None:
         if text is None:
             return None
@@ -259,15 +257,13 @@ class _Builder:
                 continue
             if name in self.parameters:
                 used_params.append(name)
-            elif name not in facts and name not in self.facts:
+            elif name not in self.facts:
                 self.problem(
                     positions,
                     path,
                     "undefined_name",
                     f"template names {{{name}}}, which is neither a fact nor a parameter",
                 )
-            elif name not in facts:
-                facts.add(name)
         return template
 
     # criteria ----------------------------------------------------------------------------
@@ -346,26 +342,23 @@ class _Builder:
                 self.problem(
                     positions, (*where, "sources", i), "undefined_source", f"no source named {source!r}"
                 )
-        known = set(facts)
         reason = {
-            s: self._template(getattr(definition.reason, s), positions, (*where, "reason", s), known, used)
+            s: self._template(getattr(definition.reason, s), positions, (*where, "reason", s), used)
             for s in STATUSES
         }
         recommendation = {
             s: self._template(
-                getattr(definition.recommendation, s), positions, (*where, "recommendation", s), known, used
+                getattr(definition.recommendation, s), positions, (*where, "recommendation", s), used
             )
             for s in STATUSES
         }
-        ask = self._template(definition.ask, positions, (*where, "ask"), known, used)
+        ask = self._template(definition.ask, positions, (*where, "ask"), used)
         emphasis = None
         if definition.emphasis:
             condition = self.condition(
                 definition.emphasis.when, positions, (*where, "emphasis", "when"), [], used
             )
-            text = self._template(
-                definition.emphasis.text, positions, (*where, "emphasis", "text"), known, used
-            )
+            text = self._template(definition.emphasis.text, positions, (*where, "emphasis", "text"), used)
             if condition and text:
                 emphasis = (condition, text)
         if len(self.problems) > problems_before or when is None:

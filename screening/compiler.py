@@ -39,11 +39,6 @@ def rule_name(criterion_id: str, status: str) -> str:
     return f"{criterion_id}:{status}"
 
 
-def split_rule_name(name: str) -> tuple[str, str]:
-    criterion_id, _, status = name.rpartition(":")
-    return criterion_id, status
-
-
 def compile_condition(condition: Condition, params: Mapping[str, Scalar]) -> dict[str, Any]:
     """A condition in negation normal form as a durable-rules expression."""
     if isinstance(condition, Not):
