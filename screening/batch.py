@@ -12,25 +12,21 @@ which is input order, and :mod:`~screening.batch_output` appends their lines who
 * Exactly one output line per input record, with its position (0-based across all inputs),
   its source (``file:line``) and its record id, and a ``decision``, a ``not_screened`` or
   an ``error``.
-* Memory stays flat: inputs are streamed and at most ``3 × workers`` chunks are in flight.
+* Memory stays flat: inputs are streamed and at most ``3 × workers`` chunks are in flight or waiting.
 * Ctrl-C (or SIGTERM) stops after the chunk being written; a killed batch leaves at most a
   partial last line, which ``resume=True`` drops before skipping what is already written.
-* A worker that dies is replaced; its chunks are screened again one at a time, and a
+* A worker that dies is replaced; its chunks are screened again in isolation, and a
   record that kills a worker on its own gets an error line (``worker_crashed``).
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -39,14 +35,14 @@ from typing import Any
 
 from .batch_inputs import Item, detect_format, input_size, read_inputs
 from .batch_output import LineWriter, Written, scan_output
-from .batch_worker import Chunk, ChunkResult, failed_line, init_worker, screen_chunk
-from .errors import EngineError, InputError
+from .batch_pool import WorkerPool, chunk_bytes
+from .batch_worker import Chunk, ChunkResult, init_worker, screen_chunk
+from .errors import InputError
 from .report import RunInfo, Summary
 from .ruleset import RuleSet, load_ruleset
 from .screener import default_rules_dir, parse_as_of
 
 CHUNK_SIZE = 250
-IN_FLIGHT_PER_WORKER = 3
 
 
 @dataclass
@@ -121,7 +117,7 @@ def run_batch(
     workers = max(1, workers or default_workers())
     initargs = (str(rules_dir), str(params) if params else None, day.isoformat())
     # Workers load the rules while this process does: start them first.
-    pool = _Pool(workers, initargs) if workers > 1 else None
+    pool = WorkerPool(workers, initargs) if workers > 1 else None
     try:
         ruleset = load_ruleset(rules_dir, params)
         _check_same_rules(written, ruleset, out)
@@ -156,7 +152,8 @@ def run_batch(
             if pool is None:
                 _run_inline(chunks, initargs, ruleset, emit, stop)
             else:
-                _run_pool(chunks, pool, workers, emit, stop)
+                for chunk_result, size in pool.run(chunks, stop):
+                    emit(chunk_result, size)
             result.interrupted = stop.requested
     finally:
         if pool is not None:
@@ -226,10 +223,6 @@ def _chunks(items: Iterator[Item], first: int, size: int) -> Iterator[Chunk]:
         position += len(batch)
 
 
-def _size(chunk: Chunk) -> int:
-    return sum(item[2] for item in chunk[1])
-
-
 def _run_inline(
     chunks: Iterator[Chunk],
     initargs: tuple[str, str | None, str],
@@ -239,116 +232,9 @@ def _run_inline(
 ) -> None:
     init_worker(*initargs, ruleset=ruleset)
     for chunk in chunks:
-        emit(screen_chunk(chunk), _size(chunk))
+        emit(screen_chunk(chunk), chunk_bytes(chunk))
         if stop.requested:
             return
-
-
-def _run_pool(
-    chunks: Iterator[Chunk],
-    pool: _Pool,
-    workers: int,
-    emit: Callable[[ChunkResult, int], None],
-    stop: _Stop,
-) -> None:
-    # Futures are awaited in submission order: the deque is the reorder buffer, and its
-    # length bounds the records in memory.
-    pending: deque[tuple[Chunk, Future[ChunkResult]]] = deque()
-    window = workers * IN_FLIGHT_PER_WORKER
-
-    def fill() -> None:
-        while len(pending) < window and not stop.requested:
-            chunk = next(chunks, None)
-            if chunk is None:
-                return
-            pending.append((chunk, pool.submit(chunk)))
-
-    fill()
-    while pending:
-        head, future = pending.popleft()
-        try:
-            emit(future.result(), _size(head))
-        except BrokenProcessPool:
-            retry = [head] + [chunk for chunk, _ in pending]
-            pending.clear()
-            for chunk in retry:
-                for chunk_result, size in pool.isolated(chunk, stop):
-                    emit(chunk_result, size)
-                if stop.requested:
-                    return
-        if stop.requested:
-            return
-        fill()
-
-
-def _nothing() -> None:
-    return None
-
-
-class _Pool:
-    """A process pool that can be rebuilt when a worker dies."""
-
-    MAX_RESTARTS_WITHOUT_PROGRESS = 5
-
-    def __init__(self, workers: int, initargs: tuple[str, str | None, str]) -> None:
-        self._workers = workers
-        self._initargs = initargs
-        self._failures = 0
-        self._broken = False
-        self._executor = self._start()
-        for _ in range(workers):  # spawn every worker now, so they start while we load
-            self._executor.submit(_nothing)
-
-    def _start(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")  # no fork under the progress thread
-        return ProcessPoolExecutor(
-            self._workers, mp_context=context, initializer=init_worker, initargs=self._initargs
-        )
-
-    def submit(self, chunk: Chunk) -> Future[ChunkResult]:
-        return self._executor.submit(screen_chunk, chunk)
-
-    def _restart(self) -> None:
-        """Replace a broken executor; give up when workers die before doing any work."""
-        self._failures += 1
-        if self._failures > self.MAX_RESTARTS_WITHOUT_PROGRESS:
-            raise EngineError("worker processes keep dying before finishing any work; giving up")
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor = self._start()
-        self._broken = False
-
-    def _run_alone(self, chunk: Chunk) -> ChunkResult | None:
-        if self._broken:
-            self._restart()
-        try:
-            result = self.submit(chunk).result()
-        except BrokenProcessPool:
-            self._broken = True
-            return None
-        self._failures = 0
-        return result
-
-    def isolated(self, chunk: Chunk, stop: _Stop) -> Iterator[tuple[ChunkResult, int]]:
-        """Screen a chunk after a crash: whole if it can, else record by record."""
-        self._broken = True
-        result = self._run_alone(chunk)
-        if result is not None:
-            yield result, _size(chunk)
-            return
-        first, items = chunk
-        for position, item in enumerate(items, first):
-            if stop.requested:
-                return
-            result = self._run_alone((position, [item]))
-            if result is None:
-                summary = Summary()
-                message = "the worker process died while screening this record"
-                line = failed_line(position, item[0], "worker_crashed", message, summary)
-                result = ChunkResult(line, summary, 1)
-            yield result, item[2]
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Stop:

@@ -200,7 +200,7 @@ def test_a_killed_worker_is_replaced_and_nothing_is_lost(
     assert workers, "no pool worker found"
     os.kill(workers[0], signal.SIGKILL)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 2, err
+    assert process.returncode == 2, err.decode()
     assert out.read_bytes() == reference.read_bytes()
 
 
