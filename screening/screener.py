@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from .aggregates import DiagnosisClassifier
-from .compiler import MET, NOT_MET, UNKNOWN, compile_ruleset, rule_name
+from .compiler import StatusReader, compile_ruleset
 from .decision import Decision, decide
 from .engine import Engine
 from .errors import EngineError, InputError, NotScreened, RecordError
@@ -74,12 +74,7 @@ class Screener:
         self._rule_names = frozenset(self.definition)
         self._classify = DiagnosisClassifier(self.ruleset.value_sets.values())
         self._plan = plan(self.ruleset)
-        # Only facts that some condition compares go into the engine; the rest are for reasons.
-        self._engine_facts = tuple(dict.fromkeys(f for c in self.ruleset.criteria for f in c.facts))
-        self._checks = tuple(
-            (c.id, rule_name(c.id, MET), rule_name(c.id, NOT_MET), c.facts, c.not_met_when is None)
-            for c in self.ruleset.criteria
-        )
+        self._reader = StatusReader(self.ruleset)
 
     def screen(
         self, record: Record | Mapping[str, Any] | str | bytes, as_of: date | str | None = None
@@ -139,18 +134,9 @@ class Screener:
 
     def statuses(self, sheet: FactSheet) -> dict[str, str]:
         """Each criterion's status, from the rules durable-rules fired for the record's fact."""
-        fired = self.engine.fired(sheet.known(self._engine_facts))
+        fact = self._reader.fact(sheet.values)
+        fired = self.engine.fired(fact)
         strangers = fired - self._rule_names
         if strangers:
             raise EngineError(f"durable-rules fired rules that were never compiled: {sorted(strangers)}")
-        values = sheet.values
-        out = {}
-        for criterion_id, met_rule, not_met_rule, facts, negation_only in self._checks:
-            met = met_rule in fired
-            not_met = not_met_rule in fired
-            if met and not_met:
-                raise EngineError(f"{criterion_id}: both its met and not-met rules fired")
-            if not met and not not_met and negation_only and all(values[name] is not None for name in facts):
-                raise EngineError(f"{criterion_id}: no rule fired although every fact it needs is known")
-            out[criterion_id] = MET if met else NOT_MET if not_met else UNKNOWN
-        return out
+        return self._reader.statuses(fact, fired)

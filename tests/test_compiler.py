@@ -2,19 +2,32 @@
 
 Hypothesis draws facts (some unknown, values on and around every threshold) and checks
 that (1) durable-rules fires exactly the rules a direct evaluation of the same compiled
-conditions says it should, and (2) a criterion's met / not-met rule fires exactly when
-its condition is true / false in strong-Kleene logic.
+conditions says it should, gates and all, and (2) the status read from what fired is the
+criterion's strong-Kleene value: met when true, not met when false, unknown when neither.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screening import Screener
-from screening.compiler import FACT_TYPE, MET, NOT_MET, compile_condition, fired_directly, matches, rule_name
+from screening.compiler import (
+    FACT_TYPE,
+    MET,
+    NOT_MET,
+    PRIMARY_STATUS,
+    UNKNOWN,
+    StatusReader,
+    compile_condition,
+    fired_directly,
+    gate_name,
+    matches,
+    rule_name,
+)
 from screening.conditions import (
     AllOf,
     AnyOf,
@@ -27,12 +40,15 @@ from screening.conditions import (
     operands,
     resolve,
 )
+from screening.errors import EngineError
 
 from .conftest import RULES
 
 SCREENER = Screener(RULES)
 RULESET = SCREENER.ruleset
 PARAMS = RULESET.params
+READER = StatusReader(RULESET)
+KLEENE = {True: MET, False: NOT_MET, None: UNKNOWN}
 
 
 def _interesting_values() -> dict[str, list[Any]]:
@@ -69,31 +85,77 @@ def facts(draw: st.DrawFn) -> dict[str, Any]:
     return fact
 
 
+@st.composite
+def facts_with_any_gates(draw: st.DrawFn) -> dict[str, Any]:
+    """Facts with gates set at random, whether or not the facts are known."""
+    fact = draw(facts())
+    for criterion in RULESET.criteria:
+        if draw(st.booleans()):
+            fact[gate_name(criterion.id)] = True
+    return fact
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(facts())
+@given(facts_with_any_gates())
 def test_durable_rules_fires_what_direct_evaluation_says(fact: dict[str, Any]) -> None:
     assert SCREENER.engine.fired(fact) == fired_directly(SCREENER.definition, fact)
 
 
+def _statuses(drawn: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    values = {name: drawn.get(name) for name in RULESET.facts}
+    fact = READER.fact(values)
+    return values, READER.statuses(fact, SCREENER.engine.fired(fact))
+
+
 @settings(max_examples=400, deadline=None)
 @given(facts())
-def test_met_and_not_met_rules_follow_kleene_logic(fact: dict[str, Any]) -> None:
-    fired = SCREENER.engine.fired(fact)
-    known = {name: fact.get(name) for name in RULESET.facts}
+def test_statuses_follow_kleene_logic(drawn: dict[str, Any]) -> None:
+    values, statuses = _statuses(drawn)
     for criterion in RULESET.criteria:
-        if criterion.not_met_when is not None:
-            continue
-        value = kleene(criterion.when, known, PARAMS)
-        assert (rule_name(criterion.id, MET) in fired) == (value is True), criterion.id
-        assert (rule_name(criterion.id, NOT_MET) in fired) == (value is False), criterion.id
+        met = kleene(criterion.when, values, PARAMS)
+        if criterion.not_met_when is None:
+            assert statuses[criterion.id] == KLEENE[met], criterion.id
+        else:
+            not_met = kleene(criterion.not_met_when, values, PARAMS)
+            expected = MET if met is True else NOT_MET if not_met is True else UNKNOWN
+            assert statuses[criterion.id] == expected, criterion.id
 
 
 @settings(max_examples=400, deadline=None)
 @given(facts())
-def test_met_and_not_met_never_both_fire(fact: dict[str, Any]) -> None:
+def test_met_and_not_met_never_both_fire(drawn: dict[str, Any]) -> None:
+    fact = READER.fact({name: drawn.get(name) for name in RULESET.facts})
     fired = SCREENER.engine.fired(fact)
     both = [c.id for c in RULESET.criteria if {rule_name(c.id, MET), rule_name(c.id, NOT_MET)} <= fired]
     assert both == []
+
+
+def test_a_record_with_every_fact_known_fires_only_primary_rules() -> None:
+    """The gate's point: the opposite rules stay silent when nothing is unknown."""
+    values = {name: options[0] for name, options in VALUES.items()}
+    fact = READER.fact(values)
+    assert not any(key.startswith("?") for key in fact)
+    fired = SCREENER.engine.fired(fact)
+    primary = {rule_name(c.id, PRIMARY_STATUS[c.effect]) for c in RULESET.criteria}
+    explicit = {rule_name(c.id, s) for c in RULESET.criteria if c.not_met_when for s in (MET, NOT_MET)}
+    assert fired <= primary | explicit
+    assert UNKNOWN not in {
+        status
+        for c, status in zip(RULESET.criteria, READER.statuses(fact, fired).values(), strict=True)
+        if not c.not_met_when
+    }
+
+
+def test_impossible_firings_are_engine_errors() -> None:
+    criterion = next(c for c in RULESET.criteria if c.not_met_when is None and RULESET.may_be_unknown(c))
+    values = {name: options[0] for name, options in VALUES.items()}
+    fact = READER.fact(values)
+    both = {rule_name(criterion.id, MET), rule_name(criterion.id, NOT_MET)}
+    with pytest.raises(EngineError, match="both"):
+        READER.statuses({**fact, gate_name(criterion.id): True}, both)
+    other = NOT_MET if PRIMARY_STATUS[criterion.effect] == MET else MET
+    with pytest.raises(EngineError, match="without its gate"):
+        READER.statuses(fact, {rule_name(criterion.id, other)})
 
 
 def test_negation_covers_every_operator() -> None:
@@ -117,3 +179,9 @@ def test_the_compiled_definition_is_plain_json() -> None:
     definition = SCREENER.definition
     assert json.loads(json.dumps(definition)) == definition
     assert len(definition) == 2 * len(RULESET.criteria)
+    for criterion in RULESET.criteria:
+        other = NOT_MET if PRIMARY_STATUS[criterion.effect] == MET else MET
+        gated = {gate_name(criterion.id): True} in definition[rule_name(criterion.id, other)]["all"][0]["m"][
+            "$and"
+        ]
+        assert gated == (criterion.not_met_when is None), criterion.id

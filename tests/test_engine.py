@@ -16,6 +16,7 @@ from .conftest import AS_OF, eligible_record
 
 
 def test_five_thousand_records_in_one_process_hold_no_state(screener: Screener) -> None:
+    """Well past the 1,024 sessions a ruleset can hold; the one session keeps no fact."""
     for index in range(1000):
         screener.screen(eligible_record(id=f"warm-{index}"), as_of=AS_OF)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -26,7 +27,7 @@ def test_five_thousand_records_in_one_process_hold_no_state(screener: Screener) 
             id=f"r{index}", blood_pressure=[{"systolic": systolic, "diastolic": 70, "date": "2026-11-10"}]
         )
         outcomes.add(screener.screen(record, as_of=AS_OF).outcome.value)
-        assert screener.engine.live_sessions == 0
+        assert screener.engine.held_facts() == 0
     rss_growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     assert outcomes == {"eligible", "eligible_with_cautions", "needs_review", "ineligible"}
     assert rss_growth_kib < 20 * 1024, f"peak RSS grew {rss_growth_kib} KiB over 5,000 records"
@@ -77,7 +78,35 @@ def test_a_fact_that_matches_no_rule_fires_nothing() -> None:
         assert engine.fired({"t": FACT_TYPE}) == frozenset()
         assert engine.fired({"t": FACT_TYPE, "x": 1}) == frozenset()
     assert engine.fired({"t": FACT_TYPE, "x": 9}) == {"r:met"}
-    assert engine.live_sessions == 0
+    assert engine.held_facts() == 0
+
+
+def test_a_failure_mid_record_discards_the_session_and_the_next_record_is_clean(
+    screener: Screener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable-rules failing between assert and retract: the fact and its pending actions
+    must not reach the next record."""
+    import durable_rules_engine
+
+    hypertensive = eligible_record(
+        id="high", blood_pressure=[{"systolic": 190, "diastolic": 105, "date": "2026-11-10"}]
+    )
+    healthy = eligible_record(id="fine")
+    before = screener.engine.session
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("simulated failure inside durable-rules")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable_rules_engine, "retract_fact", broken)
+        with pytest.raises(EngineError, match="retract a fact: RuntimeError: simulated"):
+            screener.screen(hypertensive, as_of=AS_OF)
+    assert screener.engine.session is None  # the dirty session was deleted
+    decision = screener.screen(healthy, as_of=AS_OF)
+    assert decision.outcome.value == "eligible"
+    assert decision.criterion("EXC-BP-UNCONTROLLED").status == "not_met"
+    assert screener.engine.session not in (None, before)
+    assert screener.engine.held_facts() == 0
 
 
 def test_a_record_with_nothing_known_is_all_unknown(screener: Screener) -> None:
