@@ -14,19 +14,21 @@ Every decision lists the findings of all levels, not only the decisive one.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from .aggregates import FactValue
-from .conditions import kleene
+from .aggregates import Evidence, FactValue
+from .conditions import Condition, kleene
 from .facts import FactSheet
 from .record import Record
 from .ruleset import Criterion, RuleSet
+from .templates import Template
 
 
 class Outcome(StrEnum):
@@ -38,6 +40,7 @@ class Outcome(StrEnum):
 
 
 OUTCOME_ORDER = tuple(Outcome)
+_RANK = {outcome: rank for rank, outcome in enumerate(OUTCOME_ORDER)}
 
 # What each (effect, status) contributes to the outcome; absent pairs contribute nothing.
 _LEVEL: dict[tuple[str, str], Outcome] = {
@@ -65,8 +68,9 @@ def level(effect: str, status: str) -> Outcome | None:
     return _LEVEL.get((effect, status))
 
 
-@dataclass(frozen=True, slots=True)
-class CriterionResult:
+class CriterionResult(NamedTuple):
+    """One criterion's result (immutable). The fields are in the order of :meth:`as_dict`."""
+
     id: str
     title: str
     effect: str
@@ -87,21 +91,37 @@ class CriterionResult:
         return level(self.effect, self.status)
 
     def as_dict(self) -> dict[str, Any]:
+        (
+            id_,
+            title,
+            effect,
+            status,
+            reason,
+            decisive,
+            urgent,
+            facts,
+            evidence,
+            parameters,
+            missing,
+            not_checked,
+            sources,
+            recommendation,
+        ) = self
         return {
-            "id": self.id,
-            "title": self.title,
-            "effect": self.effect,
-            "status": self.status,
-            "reason": self.reason,
-            "decisive": self.decisive,
-            "urgent": self.urgent,
-            "facts": self.facts,
-            "evidence": self.evidence,
-            "parameters": self.parameters,
-            "missing": self.missing,
-            "not_checked": self.not_checked,
-            "sources": self.sources,
-            "recommendation": self.recommendation,
+            "id": id_,
+            "title": title,
+            "effect": effect,
+            "status": status,
+            "reason": reason,
+            "decisive": decisive,
+            "urgent": urgent,
+            "facts": facts,
+            "evidence": evidence,
+            "parameters": parameters,
+            "missing": missing,
+            "not_checked": not_checked,
+            "sources": sources,
+            "recommendation": recommendation,
         }
 
 
@@ -154,44 +174,22 @@ def decide(
     ruleset: RuleSet, record: Record, as_of: date, sheet: FactSheet, statuses: Mapping[str, str]
 ) -> Decision:
     """Assemble the decision from each criterion's status."""
-    values: dict[str, Any] = ruleset.params
-    values.update(sheet.values)
-    levels = [level(c.effect, statuses[c.id]) for c in ruleset.criteria]
-    outcome = min((lv for lv in levels if lv), key=OUTCOME_ORDER.index, default=Outcome.eligible)
-    results = tuple(
-        _result(ruleset, criterion, statuses[criterion.id], lv == outcome, values, sheet)
-        for criterion, lv in zip(ruleset.criteria, levels, strict=True)
-    )
-    decisive = [r for r in results if r.decisive]
-    missing = _unique(
-        item for r in results if r.status == "unknown" and r.effect != "caution" for item in r.missing
-    )
-    not_checked = _unique(
-        [
-            f"{r.id} ({r.title}): not checked; {r.reason}"
-            for r in results
-            if r.effect == "caution" and r.status == "unknown"
-        ]
-        + [note for r in results for note in r.not_checked]
-    )
-    recommendations = _unique(
-        [
-            f"{'URGENT: ' if r.urgent else ''}{r.recommendation}"
-            for r in _by_priority(results)
-            if r.recommendation
-        ]
-        + [_NEXT_STEP[outcome]]
-    )
-    summary = _NEXT_STEP[outcome] if not decisive else f"{decisive[0].id}: {decisive[0].reason}"
+    plan = _plan_for(ruleset)
+    chosen = [(c, c.by_status[statuses[c.id]]) for c in plan.criteria]
+    outcome = min((s.level for _, s in chosen if s.level), key=_RANK.__getitem__, default=Outcome.eligible)
+    shared = _Shared(ruleset, plan.params, sheet)
+    results = tuple(_result(shared, c, s, s.level == outcome) for c, s in chosen)
+    decisive = next((r for r in results if r.decisive), None)
+    unknown = [r for r in results if r.status == "unknown"]
     return Decision(
         record_id=record.id,
         outcome=outcome,
         as_of=as_of,
-        summary=summary,
+        summary=f"{decisive.id}: {decisive.reason}" if decisive else _NEXT_STEP[outcome],
         criteria=results,
-        recommendations=recommendations,
-        missing_information=missing,
-        not_checked=not_checked,
+        recommendations=_recommendations(results, outcome),
+        missing_information=_unique(item for r in unknown if r.effect != "caution" for item in r.missing),
+        not_checked=_not_checked(results, unknown),
         ruleset={**ruleset.summary(), "overrides": dict(ruleset.overrides)},
         dosing=_dosing(ruleset, record)
         if outcome in (Outcome.eligible, Outcome.eligible_with_cautions)
@@ -200,63 +198,195 @@ def decide(
     )
 
 
-def _result(
-    ruleset: RuleSet,
-    criterion: Criterion,
-    status: str,
-    decisive: bool,
-    values: dict[str, Any],
-    sheet: FactSheet,
-) -> CriterionResult:
-    evidence = _unique_dicts(e for name in criterion.facts for e in sheet.evidence_dicts(name))
-    template = criterion.reason[status]
-    if "evidence" in template.names:
-        values["evidence"] = "; ".join(e["what"] for e in evidence) or "none"
-    reason = template.render(values)
-    if status == "met" and criterion.emphasis and kleene(criterion.emphasis[0], sheet.values, ruleset.params):
-        reason = f"{reason}; {criterion.emphasis[1].render(values)}"
-    missing: list[str] = []
-    if status == "unknown":
-        for name in criterion.facts:
-            if sheet.values[name] is None:
-                blocker = sheet.blocked_by.get(name)
-                ask = ruleset.facts[name].ask
-                if blocker and blocker in ruleset.answers:
-                    missing.append(ruleset.answers[blocker])
-                elif ask:
-                    missing.append(ask.render(values))
-                else:
-                    missing.append(ruleset.facts[name].description)
-        # The criterion's own ask applies when it can be said: every placeholder known.
-        if criterion.ask and all(values.get(name) is not None for name in criterion.ask.names):
-            missing.append(criterion.ask.render(values))
-    recommendation = criterion.recommendation.get(status)
-    return CriterionResult(
+@dataclass(frozen=True, slots=True)
+class _StatusPlan:
+    """What a criterion reports when it has one status; parameters are rendered in already."""
+
+    status: str
+    level: Outcome | None
+    urgent: bool
+    reason: Template
+    reason_names_evidence: bool
+    emphasis: tuple[Condition, Template] | None
+    """Added to the reason when its condition holds (met only)."""
+    recommendation: Template | None
+
+
+@dataclass(frozen=True, slots=True)
+class _CriterionPlan:
+    """One criterion's unchanging parts, prepared once per rule set."""
+
+    criterion: Criterion
+    id: str
+    facts: tuple[str, ...]
+    notable: tuple[str, ...]
+    """The facts that can be noted as not checked: those with a ``not_checked`` text."""
+    parameters: dict[str, Any]
+    """Shared by every result of the criterion; do not mutate."""
+    sources: list[dict[str, str]]
+    """Shared by every result of the criterion; do not mutate."""
+    by_status: Mapping[str, _StatusPlan]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A rule set's criteria, prepared for :func:`decide`. Holds no reference to the rule set."""
+
+    params: dict[str, Any]
+    """Parameter values; shared, do not mutate."""
+    criteria: tuple[_CriterionPlan, ...]
+
+
+# Plans by id() of their rule set: a RuleSet is not hashable, but it is weakly referenceable.
+_PLANS: dict[int, tuple[weakref.ref[RuleSet], _Plan]] = {}
+
+
+def _plan_for(ruleset: RuleSet) -> _Plan:
+    key = id(ruleset)
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0]() is ruleset:
+        return cached[1]
+    plan = _build_plan(ruleset)
+
+    def forget(ref: weakref.ref[RuleSet]) -> None:
+        if _PLANS.get(key, (None,))[0] is ref:
+            del _PLANS[key]
+
+    _PLANS[key] = (weakref.ref(ruleset, forget), plan)
+    return plan
+
+
+def _build_plan(ruleset: RuleSet) -> _Plan:
+    params: dict[str, Any] = ruleset.params
+    # A placeholder naming a parameter (not a fact, nor {evidence}) renders the same every time.
+    constants = {name: value for name, value in params.items() if name not in ruleset.facts}
+    constants.pop("evidence", None)
+    return _Plan(params, tuple(_criterion_plan(ruleset, c, constants) for c in ruleset.criteria))
+
+
+def _criterion_plan(ruleset: RuleSet, criterion: Criterion, constants: dict[str, Any]) -> _CriterionPlan:
+    by_status = {}
+    for status, reason in criterion.reason.items():
+        recommendation = criterion.recommendation.get(status)
+        emphasis = criterion.emphasis if status == "met" else None
+        by_status[status] = _StatusPlan(
+            status=status,
+            level=level(criterion.effect, status),
+            urgent=criterion.urgent and status == "met",
+            reason=reason.bind(constants),
+            reason_names_evidence="evidence" in reason.names,
+            emphasis=(emphasis[0], emphasis[1].bind(constants)) if emphasis else None,
+            recommendation=recommendation.bind(constants) if recommendation else None,
+        )
+    return _CriterionPlan(
+        criterion=criterion,
         id=criterion.id,
-        title=criterion.title,
-        effect=criterion.effect,
-        status=status,
-        reason=reason,
-        decisive=decisive,
-        urgent=criterion.urgent and status == "met",
-        facts={name: sheet.values[name] for name in criterion.facts},
-        evidence=evidence,
+        facts=criterion.facts,
+        notable=tuple(name for name in criterion.facts if ruleset.facts[name].not_checked),
         parameters=ruleset.criterion_parameters[criterion.id],
-        missing=_unique(missing),
-        not_checked=[sheet.not_checked[n] for n in criterion.facts if n in sheet.not_checked]
-        if sheet.not_checked
-        else [],
         sources=list(criterion.source_dicts),
-        recommendation=recommendation.render(values) if recommendation else None,
+        by_status=by_status,
     )
 
 
-def _by_priority(results: tuple[CriterionResult, ...]) -> list[CriterionResult]:
-    """Urgent first, then by the outcome level each result contributes."""
-    ranked = [r for r in results if r.level is not None or r.recommendation]
-    return sorted(
-        ranked, key=lambda r: (not r.urgent, OUTCOME_ORDER.index(r.level) if r.level else len(OUTCOME_ORDER))
+class _Shared:
+    """What the results of one record share while they are assembled."""
+
+    __slots__ = ("params", "ruleset", "sheet", "values")
+
+    def __init__(self, ruleset: RuleSet, params: dict[str, Any], sheet: FactSheet) -> None:
+        self.ruleset = ruleset
+        self.params = params
+        self.sheet = sheet
+        # Placeholder values: parameters, then facts; a reason naming {evidence} sets it.
+        self.values: dict[str, Any] = {**params, **sheet.values}
+
+
+def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decisive: bool) -> CriterionResult:
+    """One criterion's result, given its status (``chosen``)."""
+    sheet, values = shared.sheet, shared.values
+    known, facts, status = sheet.values, planned.facts, chosen.status
+    evidence = _evidence(sheet, facts)
+    if chosen.reason_names_evidence:
+        values["evidence"] = "; ".join([e["what"] for e in evidence]) or "none"
+    reason = chosen.reason.render(values)
+    if chosen.emphasis and kleene(chosen.emphasis[0], known, shared.params):
+        reason = f"{reason}; {chosen.emphasis[1].render(values)}"
+    notes = sheet.not_checked
+    criterion = planned.criterion
+    return CriterionResult(
+        criterion.id,
+        criterion.title,
+        criterion.effect,
+        status,
+        reason,
+        decisive,
+        chosen.urgent,
+        {name: known[name] for name in facts},
+        evidence,
+        planned.parameters,
+        _missing(shared.ruleset, criterion, values, sheet) if status == "unknown" else [],
+        [notes[n] for n in planned.notable if n in notes] if planned.notable and notes else [],
+        planned.sources,
+        chosen.recommendation.render(values) if chosen.recommendation else None,
     )
+
+
+def _evidence(sheet: FactSheet, facts: tuple[str, ...]) -> list[dict[str, str]]:
+    """The evidence of ``facts``, each item once (a new list)."""
+    found = sheet.evidence
+    first: list[Evidence] | None = None
+    for name in facts:
+        items = found[name]
+        if items:
+            if first is None:
+                first, first_name = items, name
+            elif items is not first:
+                return _unique_dicts(item for fact in facts for item in sheet.evidence_dicts(fact))
+    if first is None:
+        return []
+    # One list of evidence, maybe shared by facts computed together: the usual case.
+    dicts = sheet.evidence_dicts(first_name)
+    return list(dicts) if len(dicts) < 2 else _unique_dicts(dicts)
+
+
+def _missing(ruleset: RuleSet, criterion: Criterion, values: dict[str, Any], sheet: FactSheet) -> list[str]:
+    """What would settle an unknown criterion."""
+    missing: list[str] = []
+    for name in criterion.facts:
+        if sheet.values[name] is None:
+            blocker = sheet.blocked_by.get(name)
+            ask = ruleset.facts[name].ask
+            if blocker and blocker in ruleset.answers:
+                missing.append(ruleset.answers[blocker])
+            elif ask:
+                missing.append(ask.render(values))
+            else:
+                missing.append(ruleset.facts[name].description)
+    # The criterion's own ask applies when it can be said: every placeholder known.
+    if criterion.ask and all(values.get(name) is not None for name in criterion.ask.names):
+        missing.append(criterion.ask.render(values))
+    return _unique(missing)
+
+
+def _not_checked(results: tuple[CriterionResult, ...], unknown: list[CriterionResult]) -> list[str]:
+    """The cautions left unknown, then the facts taken as absent."""
+    cautions = [f"{r.id} ({r.title}): not checked; {r.reason}" for r in unknown if r.effect == "caution"]
+    return _unique(cautions + [note for r in results if r.not_checked for note in r.not_checked])
+
+
+def _recommendations(results: tuple[CriterionResult, ...], outcome: Outcome) -> list[str]:
+    """Urgent first, then by the outcome level each result contributes; the next step last."""
+    advised = [r for r in results if r.recommendation]
+    advised.sort(key=_priority)  # stable: ties keep the criteria order
+    return _unique(
+        [f"{'URGENT: ' if r.urgent else ''}{r.recommendation}" for r in advised] + [_NEXT_STEP[outcome]]
+    )
+
+
+def _priority(result: CriterionResult) -> tuple[bool, int]:
+    result_level = result.level
+    return (not result.urgent, _RANK[result_level] if result_level else len(OUTCOME_ORDER))
 
 
 def _dosing(ruleset: RuleSet, record: Record) -> dict[str, Any] | None:
@@ -279,7 +409,7 @@ def _dosing(ruleset: RuleSet, record: Record) -> dict[str, Any] | None:
     }
 
 
-def _unique(items: Any) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
