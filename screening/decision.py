@@ -84,7 +84,10 @@ class CriterionResult(NamedTuple):
     missing: list[str]
     not_checked: list[str]
     sources: list[dict[str, str]]
+    """Each source as ``{id, label, url}``; the JSON lists only the ids, which the decision's
+    ``sources`` table resolves."""
     recommendation: str | None
+    source_ids: list[str]
 
     @property
     def level(self) -> Outcome | None:
@@ -104,8 +107,9 @@ class CriterionResult(NamedTuple):
             parameters,
             missing,
             not_checked,
-            sources,
+            _sources,
             recommendation,
+            source_ids,
         ) = self
         return {
             "id": id_,
@@ -120,7 +124,7 @@ class CriterionResult(NamedTuple):
             "parameters": parameters,
             "missing": missing,
             "not_checked": not_checked,
-            "sources": sources,
+            "sources": source_ids,
             "recommendation": recommendation,
         }
 
@@ -225,6 +229,8 @@ class _CriterionPlan:
     """Shared by every result of the criterion; do not mutate."""
     sources: list[dict[str, str]]
     """Shared by every result of the criterion; do not mutate."""
+    source_ids: list[str]
+    """Shared by every result of the criterion; do not mutate."""
     by_status: Mapping[str, _StatusPlan]
 
 
@@ -285,6 +291,7 @@ def _criterion_plan(ruleset: RuleSet, criterion: Criterion, constants: dict[str,
         notable=tuple(name for name in criterion.facts if ruleset.facts[name].not_checked),
         parameters=ruleset.criterion_parameters[criterion.id],
         sources=list(criterion.source_dicts),
+        source_ids=[source["id"] for source in criterion.source_dicts],
         by_status=by_status,
     )
 
@@ -329,6 +336,7 @@ def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decis
         [notes[n] for n in planned.notable if n in notes] if planned.notable and notes else [],
         planned.sources,
         chosen.recommendation.render(values) if chosen.recommendation else None,
+        planned.source_ids,
     )
 
 

@@ -48,7 +48,9 @@ def test_the_decision_json_has_everything(screener: Screener) -> None:
         "bp_exclusion_diastolic": 100,
         "bp_window_days": 30,
     }
-    assert bp["sources"][0]["id"] == "ketamine_smpc"
+    assert bp["sources"][0] == "ketamine_smpc"  # an id of the decision's sources table
+    assert data["sources"]["ketamine_smpc"]["label"]
+    assert {sid for c in data["criteria"] for sid in c["sources"]} <= set(data["sources"])
     assert bp["evidence"][0]["date"] == "2026-10-25"
 
 
