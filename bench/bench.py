@@ -13,7 +13,8 @@ fire differs:
 ``in-process, engine``
     one Screener in this process: the durable-rules C-level path of ``screening.engine``.
 ``in-process, plain Python``
-    the same, deciding with ``screening.compiler.fired_directly`` over the compiled rules.
+    the same, deciding with ``screening.compiler.python_rules``: the compiled rules as plain
+    Python closures, built once (no engine).
 ``in-process, Host API``
     the same, deciding with the naive durable-rules ``Host`` API: ``assert_fact`` and
     ``delete_state`` per record, a Python callback per fired rule. This file is the one
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from screening import Screener  # noqa: E402
 from screening.batch import run_batch  # noqa: E402
-from screening.compiler import fired_directly  # noqa: E402
+from screening.compiler import python_rules  # noqa: E402
 from screening.errors import NotScreened, ScreeningError  # noqa: E402
 from screening.generate import write_records  # noqa: E402
 
@@ -62,8 +63,7 @@ class _Deciding:
 
 
 def plain_python(screener: Screener) -> Fired:
-    definition = screener.definition
-    return lambda fact: fired_directly(definition, fact)
+    return python_rules(screener.definition)
 
 
 def host_api(screener: Screener) -> Fired:
@@ -154,7 +154,8 @@ def engine_only(screener: Screener, lines: list[bytes], deciders: dict[str, Fire
     for line in lines[:2000]:
         record = screener.validate(orjson.loads(line), day)
         if not record.deceased:
-            facts.append(compute_facts(screener.ruleset, record, day, screener._classify).known())
+            sheet = compute_facts(screener.ruleset, record, day, screener._classify, screener._plan)
+            facts.append(screener._reader.fact(sheet.values))  # the fact the engine sees, gates and all
     out = {}
     for name, fired in deciders.items():
         started = time.perf_counter()
@@ -242,7 +243,7 @@ def main() -> None:
         lines,
         {
             "durable-rules C-level (screening.engine)": screener.engine.fired,
-            "plain Python (fired_directly)": plain_python(screener),
+            "plain Python (python_rules closures)": plain_python(screener),
             "durable-rules Host API": host,
         },
     )

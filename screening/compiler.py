@@ -28,7 +28,8 @@ use it to check durable-rules against the same definitions.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import operator
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,3 +209,51 @@ def matches(expression: Mapping[str, Any], fact: Mapping[str, Any]) -> bool:
 def fired_directly(definition: Mapping[str, Any], fact: Mapping[str, Any]) -> frozenset[str]:
     """The rules of a compiled definition whose condition the fact satisfies."""
     return frozenset(name for name, rule in definition.items() if matches(rule["all"][0]["m"], fact))
+
+
+Test = Callable[[Mapping[str, Any]], bool]
+_ABSENT = object()
+_OPERATORS = {
+    "$neq": operator.ne,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+}
+
+
+def python_rules(definition: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], frozenset[str]]:
+    """The compiled definition as plain Python closures, built once: the no-engine baseline
+    that ``bench/bench.py`` measures durable-rules against. It fires what :func:`matches` does."""
+    tests = tuple((name, _closure(rule["all"][0]["m"])) for name, rule in definition.items())
+
+    def fired(fact: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset([name for name, test in tests if test(fact)])
+
+    return fired
+
+
+def _closure(expression: Mapping[str, Any]) -> Test:
+    ((key, value),) = expression.items()
+    if key in ("$and", "$or"):
+        parts = tuple(_closure(item) for item in value)
+        if key == "$and":
+            return lambda fact: all(part(fact) for part in parts)
+        return lambda fact: any(part(fact) for part in parts)
+    if key in _OPERATORS:
+        ((field, expected),) = value.items()
+        compare = _OPERATORS[key]
+
+        def check(fact: Mapping[str, Any]) -> bool:
+            actual = fact.get(field, _ABSENT)
+            return actual is not _ABSENT and bool(compare(actual, expected))
+
+        return check
+    if isinstance(value, bool):
+        return lambda fact: fact.get(key, _ABSENT) is value
+
+    def equals(fact: Mapping[str, Any]) -> bool:
+        actual = fact.get(key, _ABSENT)
+        return actual is not _ABSENT and not isinstance(actual, bool) and bool(actual == value)
+
+    return equals

@@ -26,6 +26,7 @@ from screening.compiler import (
     fired_directly,
     gate_name,
     matches,
+    python_rules,
     rule_name,
 )
 from screening.conditions import (
@@ -99,6 +100,15 @@ def facts_with_any_gates(draw: st.DrawFn) -> dict[str, Any]:
 @given(facts_with_any_gates())
 def test_durable_rules_fires_what_direct_evaluation_says(fact: dict[str, Any]) -> None:
     assert SCREENER.engine.fired(fact) == fired_directly(SCREENER.definition, fact)
+
+
+PYTHON_RULES = python_rules(SCREENER.definition)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(facts_with_any_gates())
+def test_the_plain_python_baseline_fires_what_direct_evaluation_says(fact: dict[str, Any]) -> None:
+    assert PYTHON_RULES(fact) == fired_directly(SCREENER.definition, fact)
 
 
 def _statuses(drawn: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
