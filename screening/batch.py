@@ -101,6 +101,7 @@ def run_batch(
     resume: bool = False,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
+    compact: bool = False,
 ) -> BatchResult:
     """Screen every record of ``inputs`` into the JSONL file ``out``. See the module docstring.
 
@@ -115,7 +116,10 @@ def run_batch(
     written = scan_output(out) if resume else Written()
     day = _screening_date(as_of, written, out)
     workers = max(1, workers or default_workers())
-    initargs = (str(rules_dir), str(params) if params else None, day.isoformat())
+    if resume and written.compact is not None and written.compact != compact:
+        wanted = "with" if written.compact else "without"
+        raise InputError(f"was written {wanted} --compact; resume {wanted} it", str(out))
+    initargs = (str(rules_dir), str(params) if params else None, day.isoformat(), compact)
     # Workers load the rules while this process does: start them first.
     pool = WorkerPool(workers, initargs) if workers > 1 else None
     try:
@@ -225,7 +229,7 @@ def _chunks(items: Iterator[Item], first: int, size: int) -> Iterator[Chunk]:
 
 def _run_inline(
     chunks: Iterator[Chunk],
-    initargs: tuple[str, str | None, str],
+    initargs: tuple[str, str | None, str, bool],
     ruleset: RuleSet,
     emit: Callable[[ChunkResult, int], None],
     stop: _Stop,

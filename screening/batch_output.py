@@ -32,6 +32,7 @@ class Written:
     as_of: str | None = None
     ruleset_sha256: str | None = None
     overrides: dict[str, object] | None = None
+    compact: bool | None = None
     truncated: int = 0
     summary: Summary = field(default_factory=Summary)
 
@@ -71,6 +72,7 @@ def scan_output(path: Path) -> Written:
                 ruleset = decision.get("ruleset") or {}
                 written.ruleset_sha256 = ruleset.get("sha256")
                 written.overrides = ruleset.get("overrides", {})
+                written.compact = bool(decision.get("compact"))
             written.summary.add_line(data)
     return written
 

@@ -38,16 +38,23 @@ class ChunkResult(NamedTuple):
 
 _screener: Screener | None = None
 _as_of: date | None = None
+_compact = False
 
 
-def init_worker(rules: str | None, params: str | None, as_of: str, ruleset: RuleSet | None = None) -> None:
-    """Build this process's Screener once (a pool's initializer). Ctrl-C is the parent's."""
-    global _screener, _as_of
+def init_worker(
+    rules: str | None, params: str | None, as_of: str, compact: bool = False, ruleset: RuleSet | None = None
+) -> None:
+    """Build this process's Screener once (a pool's initializer). Ctrl-C is the parent's.
+
+    ``compact`` writes decisions without what every line would repeat (``Decision.as_dict``).
+    """
+    global _screener, _as_of, _compact
     if ruleset is None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _die_with_parent()
     _screener = Screener(Path(rules) if rules else None, Path(params) if params else None, ruleset=ruleset)
     _as_of = date.fromisoformat(as_of)
+    _compact = compact
 
 
 def _die_with_parent() -> None:
@@ -69,7 +76,7 @@ def screen_chunk(chunk: Chunk) -> ChunkResult:
     first, items = chunk
     summary = Summary()
     lines = [
-        screen_item(_screener, _as_of, position, source, payload, summary)
+        screen_item(_screener, _as_of, position, source, payload, summary, _compact)
         for position, (source, payload, _size) in enumerate(items, first)
     ]
     return ChunkResult(b"".join(lines), summary, len(lines))
@@ -82,9 +89,10 @@ def screen_item(
     source: str | None,
     payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
     summary: Summary,
+    compact: bool = False,
 ) -> bytes:
     """One output line (with its newline) for one raw item; counts it in ``summary``."""
-    line = screen_result(screener, as_of, position, source, payload, summary)
+    line = screen_result(screener, as_of, position, source, payload, summary, compact)
     return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -95,6 +103,7 @@ def screen_result(
     source: str | None,
     payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
     summary: Summary,
+    compact: bool = False,
 ) -> dict[str, Any]:
     """The output line for one raw item, as a dict; counts it in ``summary``."""
     record_id: str | None = None
@@ -149,7 +158,7 @@ def screen_result(
         line["error"] = {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
         summary.add_error("internal_error")
     else:
-        line["decision"] = decision.as_dict()
+        line["decision"] = decision.as_dict(compact)
         summary.add_decision(decision)
     return line
 

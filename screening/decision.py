@@ -128,6 +128,27 @@ class CriterionResult(NamedTuple):
             "recommendation": recommendation,
         }
 
+    def as_compact_dict(self) -> dict[str, Any]:
+        """The parts of :meth:`as_dict` that are about the record (see ``Decision.as_dict``)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "decisive": self.decisive,
+            "facts": self.facts,
+        }
+        if self.urgent:
+            out["urgent"] = True
+        if self.evidence:
+            out["evidence"] = self.evidence
+        if self.missing:
+            out["missing"] = self.missing
+        if self.not_checked:
+            out["not_checked"] = self.not_checked
+        if self.recommendation is not None:
+            out["recommendation"] = self.recommendation
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -153,20 +174,30 @@ class Decision:
     def statuses(self) -> dict[str, str]:
         return {c.id: c.status for c in self.criteria}
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, compact: bool = False) -> dict[str, Any]:
+        """The decision as JSON-able data.
+
+        ``compact`` leaves out what is the same in every decision of a rule set: each
+        criterion's title, effect, parameters and sources, and the sources table (all in
+        ``screening rules show``), and empty or false per-criterion fields. What is about
+        the record stays: every status, reason, fact, evidence item and missing item.
+        """
         out: dict[str, Any] = {
             "record_id": self.record_id,
             "outcome": self.outcome.value,
             "as_of": self.as_of.isoformat(),
             "summary": self.summary,
-            "criteria": [c.as_dict() for c in self.criteria],
+            "criteria": [c.as_compact_dict() if compact else c.as_dict() for c in self.criteria],
             "recommendations": self.recommendations,
             "missing_information": self.missing_information,
             "not_checked": self.not_checked,
             "ruleset": self.ruleset,
             "dosing": self.dosing,
-            "sources": self.sources,
         }
+        if compact:
+            out["compact"] = True
+        else:
+            out["sources"] = self.sources
         out.update(self.extra)
         return out
 

@@ -312,3 +312,41 @@ def test_fhir_items_after_the_screening_date_are_left_out_not_fatal(tmp_path: Pa
     assert lines and not [line for line in lines if "error" in line]
     notes = [note for line in lines for note in line["decision"].get("input_notes", [])]
     assert any("dated after the screening date 2016-01-01" in note for note in notes)
+
+
+def test_compact_lines_keep_every_result_and_reason_and_resume_keeps_the_mode(
+    patients: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "compact.jsonl"
+    result = run_batch([patients], out, rules=RULES, as_of=AS_OF, workers=1, compact=True)
+    full, compact = lines_of(reference), lines_of(out)
+    assert len(compact) == len(full) == COUNT and result.failed == 4
+    assert out.stat().st_size < reference.stat().st_size / 2
+    for whole, small in zip(full, compact, strict=True):
+        assert {k: v for k, v in small.items() if k != "decision"} == {
+            k: v for k, v in whole.items() if k != "decision"
+        }
+        if "decision" not in whole:
+            continue
+        decision, lean = whole["decision"], small["decision"]
+        assert lean["compact"] is True and "sources" not in lean
+        assert lean["outcome"] == decision["outcome"]
+        assert lean["missing_information"] == decision["missing_information"]
+        for criterion, kept in zip(decision["criteria"], lean["criteria"], strict=True):  # type: ignore[arg-type]
+            assert {"title", "effect", "parameters", "sources"}.isdisjoint(kept)
+            for key in ("id", "status", "reason", "decisive", "facts"):
+                assert kept[key] == criterion[key]
+            for key in ("evidence", "missing", "not_checked"):
+                assert kept.get(key, []) == criterion[key]
+            assert kept.get("recommendation") == criterion["recommendation"]
+            assert kept.get("urgent", False) == criterion["urgent"]
+    assert (
+        result.summary.as_dict()
+        == run_batch(
+            [patients], tmp_path / "again.jsonl", rules=RULES, as_of=AS_OF, workers=1
+        ).summary.as_dict()
+    )
+    with pytest.raises(InputError, match="with --compact"):
+        run_batch([patients], out, rules=RULES, workers=1, resume=True)
+    resumed = run_batch([patients], out, rules=RULES, workers=1, resume=True, compact=True)
+    assert resumed.resumed == COUNT and resumed.summary.assessed == COUNT
