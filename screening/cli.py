@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import RecordError, RuleSetError, ScreeningError
+from .errors import InputError, RecordError, RuleSetError, ScreeningError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,8 @@ def reports_errors(func: F) -> F:
             click.echo(str(error), err=True)
             sys.exit(1)
         except RecordError as error:
-            click.echo(f"error: {error.code}: {error}", err=True)
+            where = f"{error.source}: " if error.source else ""
+            click.echo(f"error: {where}{error.code}: {error}", err=True)
             for problem in error.problems:
                 click.echo(f"  {problem}", err=True)
             sys.exit(1)
@@ -85,7 +86,7 @@ def check(
     Examples:
       screening check examples/needs_review.json --as-of 2026-11-22
       cat record.json | screening check - --format json
-      screening check tests/fixtures/fhir/synthea/<patient>.json --as-of 2021-06-01
+      screening check tests/fixtures/fhir/synthea-r4-bundles/<patient>.json --as-of 2021-06-01
     """
     from .fhir import is_fhir
     from .screener import Screener, load_json
@@ -96,13 +97,25 @@ def check(
     if is_fhir(data):
         _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format)
         return
-    decision = screener.screen(data, as_of=as_of)
+    if not isinstance(data, dict):
+        raise InputError(f"a record must be a JSON object, not {_json_type(data)}", source)
+    try:
+        decision = screener.screen(data, as_of=as_of)
+    except RecordError as error:
+        error.source = source
+        raise
     if output_format == "json":
         click.echo(decision.to_json(indent=True).decode())
     else:
         from .render import render_text
 
         click.echo(render_text(decision, color=sys.stdout.isatty()), nl=False)
+
+
+def _json_type(value: object) -> str:
+    """A parsed JSON value's type, in JSON's words."""
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _echo_fhir_results(results: list[Any], output_format: str) -> None:

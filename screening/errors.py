@@ -78,6 +78,9 @@ class RecordError(ScreeningError):
 
     code = "invalid_record"
 
+    source: str | None = None
+    """The file or input the record came from, when the caller knows it."""
+
     def __init__(self, record_id: str | None, problems: list[FieldProblem]) -> None:
         self.record_id = record_id
         self.problems = problems

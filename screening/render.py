@@ -61,7 +61,8 @@ def render_text(decision: Decision, color: bool = False, width: int = 100) -> st
         console.print("\n[bold]Not checked[/]")
         for note in decision.not_checked:
             console.print(f"  - {escape(note)}")
-    passed = grouped.get(None, [])
+    # A caution left unknown is listed under "Not checked" above, never as passed.
+    passed = [r for r in grouped.get(None, []) if r.status != "unknown"]
     if passed:
         console.print("\n[bold green]Criteria passed[/]")
         for result in passed:

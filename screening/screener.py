@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,15 @@ def default_rules_dir() -> Path:
 
 
 def parse_as_of(value: date | str | None) -> date:
-    """The screening date: a date, an ISO ``YYYY-MM-DD`` string, or None for today."""
+    """The screening date: a date (a datetime's date), an ISO ``YYYY-MM-DD`` string, or None for today."""
     if value is None:
         return date.today()
+    if isinstance(value, datetime):
+        return value.date()
     if isinstance(value, date):
         return value
+    if not isinstance(value, str):
+        raise InputError(f"as_of must be a date or a YYYY-MM-DD string, not {type(value).__name__}")
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -124,9 +128,12 @@ class Screener:
         return replace(decision, extra={**decision.extra, "input_notes": [*notes, *dropped]})
 
     def validate(self, record: Record | Mapping[str, Any] | str | bytes, as_of: date) -> Record:
+        """The record validated against the screening date (a Record is checked again)."""
         if isinstance(record, Record):
-            return record
-        if isinstance(record, (str, bytes)):
+            # Its dates were checked against the date it was built for, if any: check them
+            # against this one (a pain score after as_of must not count as current).
+            record = record.model_dump(exclude_unset=True)
+        elif isinstance(record, (str, bytes)):
             record = load_json(record)
         if not isinstance(record, Mapping):
             raise InputError(f"a record must be a JSON object, not {type(record).__name__}")

@@ -89,3 +89,34 @@ def test_every_command_has_help_with_an_example(name: str, command: click.Comman
     code, out, _ = run(*name.split(), "--help")
     assert code == 0
     assert "Example" in out, f"{name} --help has no example"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"), [('"hello"', "a string"), ("[1, 2]", "an array"), ("7", "a number")]
+)
+def test_check_names_the_file_when_the_json_is_not_an_object(tmp_path: Path, body: str, kind: str) -> None:
+    path = tmp_path / "not-a-record.json"
+    path.write_text(body)
+    code, _, err = run("check", str(path))
+    assert code == 1
+    assert f"{path}: a record must be a JSON object, not {kind}" in err
+    assert "not valid JSON" not in err and "Traceback" not in err
+
+
+def test_check_names_the_file_of_an_invalid_record(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(eligible_record(sex="robot")))
+    code, _, err = run("check", str(path), "--as-of", AS_OF)
+    assert code == 1
+    assert err.startswith(f"error: {path}: invalid_record: record 'base-eligible'") and "sex" in err
+
+
+def test_text_never_lists_an_unknown_caution_as_passed() -> None:
+    # No blood pressure: CAU-BP-STAGE2 is unknown, and must appear under "Not checked" only.
+    record = eligible_record(blood_pressure=[])
+    code, out, _ = run("check", "-", "--as-of", AS_OF, input=json.dumps(record))
+    assert code == 0
+    passed = out.split("Criteria passed", 1)[1].split("Next steps", 1)[0]
+    not_checked = out.split("Not checked", 1)[1].split("Criteria passed", 1)[0]
+    assert "CAU-BP-STAGE2" not in passed
+    assert "CAU-BP-STAGE2" in not_checked
