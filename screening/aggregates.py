@@ -15,20 +15,20 @@ Aggregates hold no clinical thresholds or codes: those arrive as arguments from 
 
 from __future__ import annotations
 
+from calendar import monthrange
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from math import floor
 from operator import attrgetter, itemgetter
 from typing import Any, Literal, NamedTuple
 
 from .record import (
-    FAILED_OUTCOMES,
     Diagnosis,
     Medication,
     PainCondition,
     Record,
-    TrialOutcome,
     years_between,
 )
 from .valuesets import ValueSet
@@ -36,7 +36,6 @@ from .valuesets import ValueSet
 FactValue = bool | int | float | str | None
 FactType = Literal["number", "boolean", "string"]
 ArgKind = Literal["days", "months", "number", "value_set", "value_sets", "statuses", "answer", "field"]
-DAYS_PER_MONTH = 30.4375
 ANSWER_FIELDS = ("psychiatric_history", "substance_use_history", "treatments")
 RECORD_FIELD_TYPES: dict[str, FactType] = {"breastfeeding": "boolean", "sex": "string", "weight_kg": "number"}
 DIAGNOSES = "diagnoses"
@@ -228,8 +227,34 @@ def aggregate(
     return register
 
 
+def add_months(day: date, months: int) -> date:
+    """``day`` plus whole calendar months, clamped to the end of a shorter month."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
+
+
 def months_between(start: date, end: date) -> float:
-    return round((end - start).days / DAYS_PER_MONTH, 1)
+    """Calendar months from ``start`` to ``end``, exact: whole months, plus the days after
+    them as a fraction of the next month. Compare this value, never a rounding of it: it
+    reaches 3 exactly when ``end`` is 3 calendar months after ``start`` or later.
+    """
+    whole = (end.year - start.year) * 12 + end.month - start.month
+    if add_months(start, whole) > end:
+        whole -= 1
+    anchor = add_months(start, whole)
+    following = add_months(start, whole + 1)
+    return whole + (end - anchor).days / (following - anchor).days
+
+
+def months_text(start: date, end: date) -> str:
+    """The time from ``start`` to ``end`` for reasons: months rounded DOWN to 2 decimals,
+    and the days. Rounding down keeps the text on the same side of any threshold of up
+    to two decimals as the exact value: 2 months 29 days reads "2.93 months (90 days)",
+    never "3 months".
+    """
+    months = floor(months_between(start, end) * 100) / 100
+    return f"{months:g} months ({(end - start).days} days)"
 
 
 @lru_cache(maxsize=4096)
@@ -299,66 +324,34 @@ def record_field(view: RecordView, args: Mapping[str, Any]) -> Finding:
     return Finding({"value": value}, evidence)
 
 
-@aggregate(
-    {"systolic": "number", "diastolic": "number", "date": "string", "days_ago": "number"},
-    {"within_days": "days"},
-    reads={"blood_pressure"},
-)
-def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The most recent BP reading within the window (the highest systolic of that day)."""
-    record, as_of = view.record, view.as_of
-    latest, evidence = _latest(
-        record.blood_pressure,
-        as_of,
-        args["within_days"],
-        lambda r: f"BP {r.systolic:g}/{r.diastolic:g} mmHg",
-        rank=attrgetter("date", "systolic"),
-    )
-    if latest is None:
-        return Finding({"systolic": None, "diastolic": None, "date": None, "days_ago": None}, evidence)
-    values: dict[str, FactValue] = {
-        "systolic": latest.systolic,
-        "diastolic": latest.diastolic,
-        "date": _iso(latest.date),
-        "days_ago": (as_of - latest.date).days,
-    }
-    return Finding(values, evidence)
-
-
-@aggregate({"value": "number", "date": "string"}, {"within_days": "days"}, reads={"pain_scores"})
-def latest_pain_score(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The most recent 0-10 pain score within the window."""
-    latest, evidence = _latest(
-        view.record.pain_scores,
-        view.as_of,
-        args["within_days"],
-        lambda s: f"pain score {s.score:g}/10",
-        rank=attrgetter("date", "score"),
-    )
-    if latest is None:
-        return Finding({"value": None, "date": None}, evidence)
-    return Finding({"value": latest.score, "date": _iso(latest.date)}, evidence)
-
-
-@aggregate({"value": "number"}, reads={"pain_conditions"})
+@aggregate({"value": "number", "shown": "string"}, reads={"pain_conditions"})
 def pain_duration_months(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Months the primary pain condition has been present, from its onset or stated duration."""
+    """Months the primary pain condition has been present, from its onset or stated duration.
+
+    ``value`` is exact (compare it); ``shown`` is the same duration for reasons, rounded
+    down so that it can never read as reaching a threshold the value does not reach.
+    """
     as_of = view.as_of
-    best: float | None = None
+    best: tuple[float, str] | None = None
     evidence = []
     for condition in view.primary_pain():
         if condition.onset:
             months = months_between(condition.onset, as_of)
+            shown = months_text(condition.onset, as_of)
             evidence.append(
                 Evidence(f"{_label(condition)} since {_iso(condition.onset)}", None, condition.source)
             )
         elif condition.duration_months is not None:
             months = condition.duration_months
+            shown = f"{months:g} months (stated duration)"
             evidence.append(Evidence(f"{_label(condition)} for {months:g} months", None, condition.source))
         else:
             continue
-        best = months if best is None else max(best, months)
-    return Finding({"value": best}, evidence)
+        if best is None or months > best[0]:
+            best = (months, shown)
+    if best is None:
+        return Finding({"value": None, "shown": None}, evidence)
+    return Finding({"value": best[0], "shown": best[1]}, evidence)
 
 
 @aggregate(
@@ -391,56 +384,6 @@ def indication(view: RecordView, args: Mapping[str, Any]) -> Finding:
         )
     ]
     return Finding({"grade": grade, "condition": label, "evidence": strength}, evidence)
-
-
-@aggregate(
-    {"failed": "number", "possible": "number", "failed_classes": "string", "undetermined_classes": "string"},
-    {"value_sets": "value_sets"},
-    reads={"treatments"},
-)
-def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Distinct treatment classes with a failed trial, and those whose outcome is unknown.
-
-    A trial's class is its ``treatment_class``, or the ``treatment_class`` attribute of the
-    first value set matching its code or name. Failure is ineffective, partial response or
-    not tolerated; ``possible`` adds the classes with an undocumented outcome.
-    """
-    treatments = view.record.treatments
-    if treatments is None:
-        nothing: dict[str, FactValue] = dict.fromkeys(
-            ("failed", "possible", "failed_classes", "undetermined_classes")
-        )
-        return Finding(nothing, blocked_by="treatments")
-    value_sets, drug = args["value_sets"], view.classify.drug
-    failed: set[str] = set()
-    undetermined: set[str] = set()
-    evidence = []
-    for trial in treatments:
-        if trial.treatment_class:
-            klass: str | None = trial.treatment_class.value
-        else:
-            klass = _attribute_of_first(value_sets, drug(trial.code, trial.name), "treatment_class")
-        label = f"{trial.name}: {trial.outcome.value}{' (inferred)' if trial.inferred else ''}"
-        if klass is None:
-            evidence.append(
-                Evidence(f"{label}; class not recognised, not counted", _iso(trial.end), trial.source)
-            )
-            continue
-        evidence.append(Evidence(f"{label} [{klass}]", _iso(trial.end or trial.start), trial.source))
-        if trial.outcome in FAILED_OUTCOMES:
-            failed.add(klass)
-        elif trial.outcome == TrialOutcome.unknown:
-            undetermined.add(klass)
-    open_classes = sorted(undetermined - failed)
-    return Finding(
-        {
-            "failed": len(failed),
-            "possible": len(failed) + len(open_classes),
-            "failed_classes": ", ".join(sorted(failed)) or "none",
-            "undetermined_classes": ", ".join(open_classes) or "none",
-        },
-        evidence,
-    )
 
 
 def _first_of(value_sets: Iterable[ValueSet], ids: frozenset[str]) -> ValueSet | None:
@@ -532,7 +475,7 @@ def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
 
 
 @aggregate(
-    {"value": "number", "names": "string"},
+    {"value": "number", "names": "string", "shown": "string"},
     {"value_sets": "value_sets", "answered_by": "answer"},
     optional={"answered_by"},
     reads={DIAGNOSES},
@@ -542,143 +485,34 @@ def months_since_last_active(view: RecordView, args: Mapping[str, Any]) -> Findi
 
     For a diagnosis in remission or resolved, ``last_active`` (last episode or problematic
     use) dates it. Unknown when none matches, or a match in remission has no date.
+    ``value`` is exact; ``shown`` is the time for reasons, rounded down (see :func:`months_text`).
     """
     record, as_of = view.record, view.as_of
-    months: float | None = None
+    latest: date | None = None
+    active = False
     evidence = []
     undated = False
     for dx in _matching(view, args["value_sets"]):
         evidence.append(_dx_evidence(dx))
         if dx.status.value == "active":
-            current = 0.0
+            active = True
         elif dx.last_active:
-            current = months_between(dx.last_active, as_of)
+            latest = dx.last_active if latest is None else max(latest, dx.last_active)
             evidence.append(Evidence(f"{_label(dx)}: last active {_iso(dx.last_active)}", None, dx.source))
         else:
             undated = True
-            continue
-        months = current if months is None else min(months, current)
-    if months is not None and (months == 0 or not undated):
+    if active or (latest is not None and not undated):
         names = "; ".join(e.what for e in evidence)
-        return Finding({"value": months, "names": names}, evidence)
-    return Finding({"value": None, "names": None}, evidence, blocked_by=_unanswered(record, args))
-
-
-@aggregate(
-    {"ratio": "number", "test": "string", "date": "string"},
-    {"value_sets": "value_sets", "within_days": "days", "default_upper_limit": "number"},
-    reads={"labs"},
-)
-def lab_ratio(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The highest result / upper limit of normal among matching labs in the window."""
-    record, as_of = view.record, view.as_of
-    best: tuple[float, Any] | None = None
-    for lab in _recent(record.labs, as_of, args["within_days"]):
-        if not _any_of(args["value_sets"], view.classify.lab(lab.code, lab.test)):
-            continue
-        ratio = round(lab.value / (lab.upper_limit or args["default_upper_limit"]), 2)
-        if best is None or ratio > best[0]:
-            best = (ratio, lab)
-    if best is None:
-        return Finding({"ratio": None, "test": None, "date": None})
-    ratio, lab = best
-    limit = lab.upper_limit or args["default_upper_limit"]
-    shown = f"{lab.test} {lab.value:g} {lab.unit or ''} (upper limit {limit:g}{'' if lab.upper_limit else ', default'})"
+        if active or latest is None:
+            return Finding({"value": 0.0, "names": names, "shown": "active now"}, evidence)
+        shown = months_text(latest, as_of)
+        return Finding({"value": months_between(latest, as_of), "names": names, "shown": shown}, evidence)
+    shown = "not dated" if evidence else "none recorded"
     return Finding(
-        {"ratio": ratio, "test": lab.test, "date": _iso(lab.date)},
-        [Evidence(" ".join(shown.split()), _iso(lab.date), lab.source)],
+        {"value": None, "names": None, "shown": shown}, evidence, blocked_by=_unanswered(record, args)
     )
 
 
-@aggregate({"value": "number", "date": "string"}, {"within_days": "days"}, reads={"phq9"})
-def phq9_item9(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The most recent PHQ-9 item 9 score (0-3) within the window."""
-    answered = [p for p in view.record.phq9 if p.item9 is not None]
-    latest, evidence = _latest(
-        answered, view.as_of, args["within_days"], lambda p: f"PHQ-9 item 9 = {p.item9}"
-    )
-    if latest is None:
-        return Finding({"value": None, "date": None}, evidence)
-    return Finding({"value": latest.item9, "date": _iso(latest.date)}, evidence)
-
-
-@aggregate(
-    {"value": "boolean", "names": "string"},
-    {"value_sets": "value_sets"},
-    unknown_only_with=(),
-    reads={"medications"},
-)
-def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Whether a current medication matches the value sets (by RxNorm code or ingredient)."""
-    value_sets = args["value_sets"]
-    hits = [m for m, value_set_ids in view.current_medications() if _any_of(value_sets, value_set_ids)]
-    if not hits:
-        return Finding({"value": False, "names": "none"})
-    evidence = [
-        Evidence(f"{m.name}" + (f" {m.daily_dose_mg:g} mg/day" if m.daily_dose_mg else ""), None, m.source)
-        for m in hits
-    ]
-    return Finding({"value": True, "names": ", ".join(m.name for m in hits)}, evidence)
-
-
-@aggregate({"value": "number"}, {"value_set": "value_set"}, reads={"medications"})
-def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Total current daily dose in reference-drug mg, by the value set's ``dose_factors``.
-
-    0 with no matching current drug; unknown when a matching drug has no dose or factor.
-    """
-    value_set: ValueSet = args["value_set"]
-    total = 0.0
-    evidence = []
-    for med, value_set_ids in view.current_medications():
-        if value_set.id not in value_set_ids:
-            continue
-        ingredient = value_set.ingredient_in(med.name)
-        if med.daily_dose_mg is None or ingredient is None:
-            evidence.append(
-                Evidence(f"{med.name}: daily dose or conversion factor unknown", None, med.source)
-            )
-            return Finding({"value": None}, evidence)
-        mg = med.daily_dose_mg * value_set.dose_factors[ingredient]
-        evidence.append(
-            Evidence(f"{med.name} {med.daily_dose_mg:g} mg/day ≈ {mg:g} mg equivalent", None, med.source)
-        )
-        total += mg
-    return Finding({"value": round(total, 1)}, evidence)
-
-
-@aggregate(
-    {"value": "boolean", "names": "string"},
-    {"value_sets": "value_sets"},
-    unknown_only_with=(),
-    reads={"allergies"},
-)
-def has_allergy(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Whether a documented allergy or hypersensitivity matches the value sets."""
-    drug, value_sets = view.classify.drug, args["value_sets"]
-    hits = [a for a in view.record.allergies if _any_of(value_sets, drug(a.code, a.substance))]
-    if not hits:
-        return Finding({"value": False, "names": "none"})
-    evidence = [Evidence(f"allergy: {a.substance}", None, a.source) for a in hits]
-    return Finding({"value": True, "names": ", ".join(a.substance for a in hits)}, evidence)
-
-
-@aggregate(
-    {"value": "string", "date": "string"},
-    {"within_days": "days", "value_sets": "value_sets"},
-    reads={"pregnancy_status", DIAGNOSES},
-)
-def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Pregnancy status: the latest dated status in the window, or an active pregnancy diagnosis."""
-    active = _matching(view, args["value_sets"], ("active",))
-    if active:
-        return Finding({"value": "pregnant", "date": _iso(active[0].onset)}, [_dx_evidence(active[0])])
-    latest, evidence = _latest(
-        view.record.pregnancy_status,
-        view.as_of,
-        args["within_days"],
-        lambda p: f"pregnancy status: {p.status}",
-    )
-    if latest is None:
-        return Finding({"value": None, "date": None}, evidence)
-    return Finding({"value": latest.status, "date": _iso(latest.date)}, evidence)
+# The other aggregates register themselves in AGGREGATES.
+from . import aggregates_observations as _aggregates_observations  # noqa: E402,F401
+from . import aggregates_treatment as _aggregates_treatment  # noqa: E402,F401

@@ -13,6 +13,7 @@ and the field.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -89,11 +90,24 @@ class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Diagnosis(_Item):
-    """A coded diagnosis with its status and dates."""
+ICD10CM_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+"""A well-formed ICD-10-CM code: letter, digit, alphanumeric, then up to 4 more after an
+optional dot (F31.2, F3112, Z3A.01, T40.7X1A). Upper or lower case; outer spaces ignored."""
+SNOMED_CODE = re.compile(r"^[1-9][0-9]{5,17}$")
+"""A SNOMED CT concept id: 6 to 18 digits, no leading zero."""
 
-    code: str = Field(min_length=1, description="ICD-10-CM (e.g. F31.2) or SNOMED CT code.")
+
+class Diagnosis(_Item):
+    """A coded diagnosis with its status and dates.
+
+    The code must be well formed for its system. A code that is not (``XXX``, ``schizo``)
+    is rejected with an error naming the field, never ignored: an unreadable psychiatric
+    history item left out would read as a clean history. Free text belongs in ``display``.
+    """
+
+    # system before code, so that the code's validator knows which system it is in.
     system: CodeSystem = "icd-10-cm"
+    code: str = Field(min_length=1, description="ICD-10-CM (e.g. F31.2) or SNOMED CT code.")
     display: str | None = None
     status: Status = Status.active
     onset: Day | None = None
@@ -102,6 +116,20 @@ class Diagnosis(_Item):
         description="Last episode or last problematic use; for remission, when it began.",
     )
     source: Source = None
+
+    @field_validator("code")
+    @classmethod
+    def _well_formed_code(cls, code: str, info: ValidationInfo) -> str:
+        system = info.data.get("system")
+        if system == "snomed":
+            if not SNOMED_CODE.match(code.strip()):
+                raise ValueError(f"{code!r} is not a SNOMED CT concept id (6-18 digits)")
+        elif system is not None and not ICD10CM_CODE.match(code.strip().upper()):
+            raise ValueError(
+                f"{code!r} is not a well-formed ICD-10-CM code (e.g. F31.2); "
+                "give system 'snomed' for a SNOMED CT code, and free text as the display"
+            )
+        return code
 
 
 class PainCondition(Diagnosis):

@@ -1,0 +1,203 @@
+"""Aggregates over treatments, medications and allergies (see :mod:`screening.aggregates`).
+
+Registered in :data:`screening.aggregates.AGGREGATES` when :mod:`screening.aggregates`
+is imported. Like every aggregate they hold no codes or thresholds: drug names, codes and
+treatment classes are value-set data (``rules/valuesets/medications.yaml``,
+``procedures.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .aggregates import (
+    Evidence,
+    FactValue,
+    Finding,
+    RecordView,
+    _any_of,
+    _attribute_of_first,
+    _iso,
+    aggregate,
+)
+from .record import FAILED_OUTCOMES, TreatmentTrial, TrialOutcome
+from .valuesets import ValueSet
+
+OPEN_OUTCOMES = frozenset({TrialOutcome.unknown, TrialOutcome.ongoing})
+"""Outcomes not known yet: the trial may still turn out to have failed."""
+
+TREATMENT_OUTPUTS = (
+    "failed",
+    "possible",
+    "failed_classes",
+    "undetermined_classes",
+    "unclassified",
+    "summary",
+    "open",
+)
+
+
+def class_labels(value_sets: Iterable[ValueSet]) -> dict[str, str]:
+    """Each ``treatment_class`` attribute value with its set's ``label`` (or title)."""
+    labels: dict[str, str] = {}
+    for value_set in value_sets:
+        klass = value_set.attributes.get("treatment_class")
+        if klass:
+            labels.setdefault(klass, value_set.attributes.get("label", value_set.title))
+    return labels
+
+
+def _classes(count: int) -> str:
+    return f"{count} treatment class{'' if count == 1 else 'es'}"
+
+
+@aggregate(
+    {
+        "failed": "number",
+        "possible": "number",
+        "failed_classes": "string",
+        "undetermined_classes": "string",
+        "unclassified": "string",
+        "summary": "string",
+        "open": "string",
+    },
+    {"value_sets": "value_sets"},
+    reads={"treatments"},
+)
+def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """Distinct treatment classes with a failed trial, and how many more might have one.
+
+    A trial's class is its ``treatment_class``, or the ``treatment_class`` attribute of the
+    first value set matching its code or name. Failure is ineffective, partial response or
+    not tolerated. ``possible`` adds the classes whose trials' outcome is not known yet
+    (unknown or ongoing), and one class for each differently named trial whose class is not
+    recognised and that did not work (failed, unknown or ongoing): unknown is never taken
+    as not met. ``summary`` says all this in words (also with no treatment history);
+    ``open`` names what would settle it, or is unknown when nothing is open.
+    """
+    treatments = view.record.treatments
+    if treatments is None:
+        nothing: dict[str, FactValue] = dict.fromkeys(TREATMENT_OUTPUTS)
+        nothing["summary"] = "no treatment history recorded"
+        return Finding(nothing, blocked_by="treatments")
+    value_sets, drug = args["value_sets"], view.classify.drug
+    labels = class_labels(value_sets)
+    failed: set[str] = set()
+    undetermined: dict[str, list[TreatmentTrial]] = {}
+    unclassified: dict[str, TreatmentTrial] = {}
+    evidence = []
+    for trial in treatments:
+        if trial.treatment_class:
+            klass: str | None = trial.treatment_class.value
+        else:
+            klass = _attribute_of_first(value_sets, drug(trial.code, trial.name), "treatment_class")
+        said = f"{trial.name}: {trial.outcome.value}{' (inferred)' if trial.inferred else ''}"
+        when = _iso(trial.end or trial.start)
+        if klass is None:
+            if trial.outcome == TrialOutcome.effective:
+                note = "treatment class not recognised; effective, so not counted"
+            else:
+                note = "treatment class not recognised; counted as a possible class until it is known"
+                unclassified.setdefault(trial.name.strip().lower(), trial)
+            evidence.append(Evidence(f"{said}; {note}", when, trial.source))
+            continue
+        evidence.append(Evidence(f"{said} [{labels.get(klass, klass)}]", when, trial.source))
+        if trial.outcome in FAILED_OUTCOMES:
+            failed.add(klass)
+        elif trial.outcome in OPEN_OUTCOMES:
+            undetermined.setdefault(klass, []).append(trial)
+    open_classes = sorted(set(undetermined) - failed)
+    failed_labels = ", ".join(sorted(labels.get(k, k) for k in failed))
+    open_labels = ", ".join(labels.get(k, k) for k in open_classes)
+    names = ", ".join(t.name for t in unclassified.values())
+    if failed:
+        summary = f"failed trials in {_classes(len(failed))} ({failed_labels})"
+    else:
+        summary = "no documented failed trial in any treatment class"
+    if open_classes:
+        summary += f"; outcome not known yet in {_classes(len(open_classes))} ({open_labels})"
+    if unclassified:
+        summary += f"; treatment class not recognised for: {names}"
+    asks = [
+        f"the outcome of {trial.name} ({labels.get(klass, klass)})"
+        for klass in open_classes
+        for trial in undetermined[klass]
+    ]
+    asks += [
+        f"the treatment class of {t.name}" + (" and its outcome" if t.outcome in OPEN_OUTCOMES else "")
+        for t in unclassified.values()
+    ]
+    return Finding(
+        {
+            "failed": len(failed),
+            "possible": len(failed) + len(open_classes) + len(unclassified),
+            "failed_classes": failed_labels or "none",
+            "undetermined_classes": open_labels or "none",
+            "unclassified": names or "none",
+            "summary": summary,
+            "open": "; ".join(asks) or None,
+        },
+        evidence,
+    )
+
+
+@aggregate(
+    {"value": "boolean", "names": "string"},
+    {"value_sets": "value_sets"},
+    unknown_only_with=(),
+    reads={"medications"},
+)
+def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """Whether a current medication matches the value sets (by RxNorm code or ingredient)."""
+    value_sets = args["value_sets"]
+    hits = [m for m, value_set_ids in view.current_medications() if _any_of(value_sets, value_set_ids)]
+    if not hits:
+        return Finding({"value": False, "names": "none"})
+    evidence = [
+        Evidence(f"{m.name}" + (f" {m.daily_dose_mg:g} mg/day" if m.daily_dose_mg else ""), None, m.source)
+        for m in hits
+    ]
+    return Finding({"value": True, "names": ", ".join(m.name for m in hits)}, evidence)
+
+
+@aggregate({"value": "number"}, {"value_set": "value_set"}, reads={"medications"})
+def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """Total current daily dose in reference-drug mg, by the value set's ``dose_factors``.
+
+    0 with no matching current drug; unknown when a matching drug has no dose or factor.
+    """
+    value_set: ValueSet = args["value_set"]
+    total = 0.0
+    evidence = []
+    for med, value_set_ids in view.current_medications():
+        if value_set.id not in value_set_ids:
+            continue
+        ingredient = value_set.ingredient_in(med.name)
+        if med.daily_dose_mg is None or ingredient is None:
+            evidence.append(
+                Evidence(f"{med.name}: daily dose or conversion factor unknown", None, med.source)
+            )
+            return Finding({"value": None}, evidence)
+        mg = med.daily_dose_mg * value_set.dose_factors[ingredient]
+        evidence.append(
+            Evidence(f"{med.name} {med.daily_dose_mg:g} mg/day ≈ {mg:g} mg equivalent", None, med.source)
+        )
+        total += mg
+    return Finding({"value": round(total, 1)}, evidence)
+
+
+@aggregate(
+    {"value": "boolean", "names": "string"},
+    {"value_sets": "value_sets"},
+    unknown_only_with=(),
+    reads={"allergies"},
+)
+def has_allergy(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """Whether a documented allergy or hypersensitivity matches the value sets."""
+    drug, value_sets = view.classify.drug, args["value_sets"]
+    hits = [a for a in view.record.allergies if _any_of(value_sets, drug(a.code, a.substance))]
+    if not hits:
+        return Finding({"value": False, "names": "none"})
+    evidence = [Evidence(f"allergy: {a.substance}", None, a.source) for a in hits]
+    return Finding({"value": True, "names": ", ".join(a.substance for a in hits)}, evidence)
