@@ -15,18 +15,21 @@ and a list of ``cases``::
           criteria: {EXC-BP-UNCONTROLLED: met}
           missing: [a blood pressure reading]   # substrings of missing_information
 
+A case must expect something (an outcome, criteria, decisive, missing or error), and the
+criteria it names must exist: either is a load error with its line, like a YAML error.
 ``screening rules test`` and the pytest suite both run them.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from .errors import Problem, ScreeningError
 from .ruleset import pydantic_problems, yaml_files
@@ -44,6 +47,12 @@ class Expect(BaseModel):
     decisive: list[str] = []
     missing: list[str] = []
     error: str | None = None
+
+    @model_validator(mode="after")
+    def _expects_something(self) -> Expect:
+        if not (self.outcome or self.criteria or self.decisive or self.missing or self.error):
+            raise ValueError("a case must expect something: an outcome, criteria, decisive, missing or error")
+        return self
 
 
 class Case(BaseModel):
@@ -94,8 +103,12 @@ def test_files(directory: Path) -> list[Path]:
     return [p for p in yaml_files(directory) if p.name.endswith("_test.yaml")]
 
 
-def load_cases(directory: Path) -> LoadedCases:
-    """Every case of every test file, with problems instead of exceptions."""
+def load_cases(directory: Path, criteria: Collection[str] | None = None) -> LoadedCases:
+    """Every case of every test file, with problems instead of exceptions.
+
+    A case that fails its schema is reported and the others are still loaded. Given the
+    rule set's ``criteria`` ids, a case that expects an unknown criterion is a problem too.
+    """
     loaded = LoadedCases([], {}, [])
     for path in test_files(directory):
         name = str(path.relative_to(directory.parent))
@@ -103,13 +116,29 @@ def load_cases(directory: Path) -> LoadedCases:
         loaded.problems.extend(problems)
         if data is None:
             continue
+        if not isinstance(data, dict):
+            loaded.problems.append(positions.problem((), "invalid_file", "a test file must be a mapping"))
+            continue
         try:
-            parsed = TestFile.model_validate(data)
+            parsed = TestFile.model_validate({k: v for k, v in data.items() if k != "cases"})
         except ValidationError as error:
             loaded.problems.extend(pydantic_problems(error, positions))
+        else:
+            loaded.records.update(parsed.records)
+        cases = data.get("cases", [])
+        if not isinstance(cases, list):
+            loaded.problems.append(positions.problem(("cases",), "invalid_value", "cases: expected a list"))
             continue
-        loaded.records.update(parsed.records)
-        loaded.cases.extend((case, name, _line(positions, i)) for i, case in enumerate(parsed.cases))
+        for index, raw in enumerate(cases):
+            where = ("cases", index)
+            try:
+                case = Case.model_validate(raw)
+            except ValidationError as error:
+                loaded.problems.extend(pydantic_problems(error, positions, where))
+                continue
+            loaded.cases.append((case, name, _line(positions, index)))
+            if criteria is not None:
+                loaded.problems.extend(_unknown_criteria(case, positions, where, criteria))
     for case, name, line in loaded.cases:
         if case.extends and case.extends not in loaded.records:
             loaded.problems.append(
@@ -131,7 +160,29 @@ def load_cases(directory: Path) -> LoadedCases:
                     f"case {case.name!r} needs exactly one of 'record' or 'extends'",
                 )
             )
+    loaded.problems.sort()
     return loaded
+
+
+def _unknown_criteria(
+    case: Case, positions: Positions, where: tuple[str, int], criteria: Collection[str]
+) -> list[Problem]:
+    expect = case.expect
+    named = [("criteria", c) for c in expect.criteria] + [
+        ("decisive", i) for i in range(len(expect.decisive))
+    ]
+    out = []
+    for key, item in named:
+        criterion_id = item if isinstance(item, str) else expect.decisive[item]
+        if criterion_id not in criteria:
+            out.append(
+                positions.problem(
+                    (*where, "expect", key, item),
+                    "unknown_criterion",
+                    f"case {case.name!r} expects {criterion_id}, which the rule set does not define",
+                )
+            )
+    return out
 
 
 def _line(positions: Positions, index: int) -> int:
@@ -185,7 +236,7 @@ def run_case(
 
 
 def run_directory(screener: Screener, directory: Path) -> tuple[list[CaseResult], list[Problem]]:
-    loaded = load_cases(directory)
+    loaded = load_cases(directory, {c.id for c in screener.ruleset.criteria})
     if loaded.problems:
         return [], loaded.problems
     return [run_case(screener, case, loaded.records, file, line) for case, file, line in loaded.cases], []

@@ -6,8 +6,7 @@ run reports everything wrong with a rule set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from .conditions import (
     Compare,
     Condition,
     ParamRef,
-    Scalar,
     SyntaxProblem,
     comparisons,
     operands,
@@ -24,11 +22,21 @@ from .conditions import (
 )
 from .errors import Problem
 from .record import Status
-from .rulefiles import CriterionDef, FactDef, ParameterDef
-from .ruleset import STATUSES, Criterion, Fact, Parameter, RuleSet, Source, _Loaded
+from .rulefiles import CriterionDef, FactDef
+from .ruleset import (
+    STATUSES,
+    Criterion,
+    Fact,
+    ParameterTable,
+    RuleSet,
+    SiteValue,
+    Source,
+    _Loaded,
+    value_type,
+)
 from .templates import Template
 from .valuesets import ValueSet
-from .yamlsource import PathKey, Positions
+from .yamlsource import PathKey, Positions, show
 
 EVIDENCE = "evidence"  # a template name: the record items behind the criterion
 RESERVED_FACT_NAMES = frozenset({"t", "sid", "id", EVIDENCE})
@@ -36,39 +44,36 @@ _ORDERING = frozenset({"lt", "le", "gt", "ge"})
 EFFECT_ORDER = ("require", "indication", "exclude", "review", "caution")
 
 
-def value_type(value: object) -> FactType | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return None
+@dataclass(frozen=True)
+class _Use:
+    """A place that needs a parameter to be of some type (checked once all uses are known)."""
 
-
-def parameter_value_problem(name: str, value: object, definition: ParameterDef) -> str | None:
-    """Why ``value`` cannot be parameter ``name``, or None when it can."""
-    wanted = value_type(definition.default)
-    if value_type(value) != wanted:
-        return f"parameter {name!r} takes a {wanted}, not {value!r}"
-    if wanted == "number":
-        number = float(value)  # type: ignore[arg-type]
-        if definition.minimum is not None and number < definition.minimum:
-            return f"parameter {name!r} must be at least {definition.minimum}, not {value!r}"
-        if definition.maximum is not None and number > definition.maximum:
-            return f"parameter {name!r} must be at most {definition.maximum}, not {value!r}"
-    return None
+    wanted: FactType
+    positions: Positions
+    path: PathKey
+    what: str
 
 
 class _Builder:
-    def __init__(self, loaded: _Loaded, overrides: Mapping[str, Scalar], problems: list[Problem]):
+    def __init__(self, loaded: _Loaded, site: list[SiteValue], problems: list[Problem]):
         self.loaded = loaded
         self.problems = problems
         self.section = {
             name: loaded.sections.get(name, {})
             for name in ("sources", "parameters", "answers", "value_sets", "facts")
         }
-        self.parameters = self._parameters(overrides)
+        # Names defined but broken: their own problem is reported, their uses are not.
+        self.broken = {kind: set(loaded.broken.get(kind, ())) for kind in self.section}
+        self.param_uses: dict[str, list[_Use]] = {}
+        table = ParameterTable(
+            self.section["parameters"],
+            site,
+            self.broken["parameters"],
+            loaded.unknown_because_failed("parameters"),
+            problems,
+        )
+        self.site_at = table.site_at
+        self.parameters = table.parameters
         self.params = {name: p.value for name, p in self.parameters.items()}
         self.value_sets = {
             key: ValueSet.build(key, value.model_dump())
@@ -84,6 +89,15 @@ class _Builder:
             if fact:
                 self.facts[name] = fact
                 self._siblings(fact, definition, positions, where)
+            else:
+                self.broken["facts"].update({name, *(f"{name}_{o}" for o in definition.also)})
+
+    def undefined(
+        self, kind: str, name: str, positions: Positions, path: PathKey, code: str, message: str
+    ) -> None:
+        """Report a use of an undefined name, unless it names something already reported broken."""
+        if name not in self.broken[kind]:
+            self.problem(positions, path, code, message + self.loaded.unknown_because_failed(kind))
 
     def _siblings(self, fact: Fact, definition: FactDef, positions: Positions, where: PathKey) -> None:
         """The facts that ``also:`` exposes: other outputs of the same computation."""
@@ -115,19 +129,38 @@ class _Builder:
     def problem(self, positions: Positions, path: PathKey, code: str, message: str) -> None:
         self.problems.append(positions.problem(path, code, message))
 
-    def _parameters(self, overrides: Mapping[str, Scalar]) -> dict[str, Parameter]:
-        out = {}
-        for name, (definition, positions, where) in self.section["parameters"].items():
-            issue = parameter_value_problem(name, definition.default, definition)
-            if issue:
-                self.problem(positions, (*where, "default"), "invalid_value", issue)
-            value = overrides.get(name, definition.default)
-            out[name] = Parameter(name, definition.default, value, definition.unit, definition.description)
-        return out
-
     def param_type(self, name: str) -> FactType | None:
         parameter = self.parameters.get(name)
         return value_type(parameter.value) if parameter else None
+
+    def use_param(self, name: str, wanted: FactType, positions: Positions, path: PathKey, what: str) -> bool:
+        """Whether parameter ``name`` is usable as a ``wanted``; a mismatch is reported later, once."""
+        if name in self.broken["parameters"]:
+            return False
+        if self.param_type(name) == wanted:
+            return True
+        self.param_uses.setdefault(name, []).append(_Use(wanted, positions, path, what))
+        return False
+
+    def report_param_uses(self) -> None:
+        """A parameter used as the wrong type: at its default when every use agrees, else at each use."""
+        for name, uses in self.param_uses.items():
+            definition, positions, where = self.section["parameters"][name]
+            kind, default = value_type(definition.default), show(definition.default)
+            if len({use.wanted for use in uses}) == 1:
+                first = uses[0]
+                more = f" (and {len(uses) - 1} more)" if len(uses) > 1 else ""
+                self.problem(
+                    positions,
+                    (*where, "default"),
+                    "type_mismatch",
+                    f"parameter {name!r} is a {kind} ({default}), but it is {first.what} "
+                    f"at {first.positions.where(first.path)}{more}",
+                )
+                continue
+            for use in uses:
+                message = f"parameter {name!r} is a {kind} ({default}), but it is {use.what}"
+                self.problem(use.positions, use.path, "type_mismatch", message)
 
     # facts -------------------------------------------------------------------------------
     def _fact(self, name: str, definition: FactDef, positions: Positions, where: PathKey) -> Fact | None:
@@ -167,10 +200,8 @@ class _Builder:
                 )
                 ok = False
                 continue
-            resolved, issue = self._argument(kind, raw, used_params)
-            if issue:
-                self.problem(positions, path, "invalid_argument", f"{arg}: {issue}")
-                ok = False
+            resolved, valid = self._argument(kind, raw, used_params, positions, path)
+            ok = ok and valid
             args[arg] = resolved
         for arg in sorted(set(spec.args) - set(definition.args) - spec.optional):
             self.problem(
@@ -205,42 +236,78 @@ class _Builder:
             tuple(dict.fromkeys(used_params)),
         )
 
-    def _argument(self, kind: str, raw: Any, used_params: list[str]) -> tuple[Any, str | None]:
+    def _argument(
+        self, kind: str, raw: Any, used_params: list[str], positions: Positions, path: PathKey
+    ) -> tuple[Any, bool]:
+        """An aggregate argument resolved (a ``$parameter`` replaced by its value); problems reported."""
+        arg = path[-1]
+
+        def fail(message: str) -> tuple[Any, bool]:
+            self.problem(positions, path, "invalid_argument", f"{arg}: {message}")
+            return None, False
+
         if isinstance(raw, str) and raw.startswith("$"):
             name = raw[1:]
             if name not in self.parameters:
-                return None, f"no parameter named {name!r}"
+                self.undefined(
+                    "parameters",
+                    name,
+                    positions,
+                    path,
+                    "invalid_argument",
+                    f"{arg}: no parameter named {name!r}",
+                )
+                return None, False
             used_params.append(name)
+            wanted: FactType = "number" if kind in ("days", "months", "number") else "string"
+            if kind in ("days", "months", "number", "value_set", "answer", "field") and not self.use_param(
+                name, wanted, positions, path, f"used as argument {arg!r} ({kind})"
+            ):
+                return None, False
             raw = self.params[name]
+            site = self.site_at.get(name)
+            if kind == "days" and not isinstance(raw, int) and site:
+                message = (
+                    f"parameter {name!r} is used as a number of days, so it must be whole, not {show(raw)}"
+                )
+                self.problems.append(site.positions.problem(site.where, "invalid_value", message))
+                return None, False
         if kind in ("days", "months", "number"):
             if value_type(raw) != "number" or (kind == "days" and not isinstance(raw, int)):
-                return None, f"expected {'whole days' if kind == 'days' else 'a number'}, got {raw!r}"
-            return raw, None
+                return fail(f"expected {'whole days' if kind == 'days' else 'a number'}, not {show(raw)}")
+            return raw, True
         if kind == "value_set":
             if raw not in self.value_sets:
-                return None, f"no value set named {raw!r}"
-            return self.value_sets[raw], None
+                if raw in self.broken["value_sets"]:
+                    return None, False
+                note = self.loaded.unknown_because_failed("value_sets")
+                return fail(f"no value set named {show(raw)}{note}")
+            return self.value_sets[raw], True
         if kind == "value_sets":
             if not isinstance(raw, list) or not raw:
-                return None, "expected a list of value set ids"
+                return fail("expected a list of value set ids")
             missing = [v for v in raw if v not in self.value_sets]
+            undefined = [v for v in missing if v not in self.broken["value_sets"]]
+            if undefined:
+                names = ", ".join(map(show, undefined))
+                fail(f"no value set named {names}{self.loaded.unknown_because_failed('value_sets')}")
             if missing:
-                return None, f"no value set named {', '.join(map(repr, missing))}"
-            return tuple(self.value_sets[v] for v in raw), None
+                return None, False
+            return tuple(self.value_sets[v] for v in raw), True
         if kind == "statuses":
             allowed = [s.value for s in Status]
             if not isinstance(raw, list) or not raw or any(s not in allowed for s in raw):
-                return None, f"expected a list drawn from {allowed}"
-            return frozenset(raw), None
+                return fail(f"expected a list drawn from {', '.join(allowed)}")
+            return frozenset(raw), True
         if kind == "answer":
-            return (raw, None) if raw in ANSWER_FIELDS else (None, f"expected one of {list(ANSWER_FIELDS)}")
-        if kind == "field":
             return (
-                (raw, None)
-                if raw in RECORD_FIELD_TYPES
-                else (None, f"expected one of {sorted(RECORD_FIELD_TYPES)}")
+                (raw, True) if raw in ANSWER_FIELDS else fail(f"expected one of {', '.join(ANSWER_FIELDS)}")
             )
-        return None, f"unsupported argument kind {kind}"
+        if kind == "field":
+            if raw in RECORD_FIELD_TYPES:
+                return raw, True
+            return fail(f"expected one of {', '.join(sorted(RECORD_FIELD_TYPES))}")
+        return fail(f"unsupported argument kind {kind}")
 
     def _template(
         self, text: str | None, positions: Positions, path: PathKey, used_params: list[str]
@@ -257,13 +324,9 @@ class _Builder:
                 continue
             if name in self.parameters:
                 used_params.append(name)
-            elif name not in self.facts:
-                self.problem(
-                    positions,
-                    path,
-                    "undefined_name",
-                    f"template names {{{name}}}, which is neither a fact nor a parameter",
-                )
+            elif name not in self.facts and name not in self.broken["parameters"]:
+                message = f"template names {{{name}}}, which is neither a fact nor a parameter"
+                self.undefined("facts", name, positions, path, "undefined_name", message)
         return template
 
     # criteria ----------------------------------------------------------------------------
@@ -286,8 +349,8 @@ class _Builder:
     ) -> bool:
         fact = self.facts.get(compare.fact)
         if fact is None:
-            reason = "is defined but invalid" if compare.fact in self.section["facts"] else "is not defined"
-            self.problem(positions, compare.path[:-1], "undefined_fact", f"fact {compare.fact!r} {reason}")
+            message = f"fact {compare.fact!r} is not defined"
+            self.undefined("facts", compare.fact, positions, compare.path[:-1], "undefined_fact", message)
             return False
         facts.append(compare.fact)
         ok = True
@@ -306,22 +369,25 @@ class _Builder:
             ok = False
         for operand in operands(compare):
             if isinstance(operand, ParamRef):
-                kind = self.param_type(operand.name)
-                if kind is None:
-                    self.problem(
-                        positions, compare.path, "undefined_parameter", f"no parameter named {operand.name!r}"
+                name = operand.name
+                if name not in self.parameters:
+                    message = f"no parameter named {name!r}"
+                    self.undefined(
+                        "parameters", name, positions, compare.path, "undefined_parameter", message
                     )
                     ok = False
                     continue
-                used_params.append(operand.name)
-            else:
-                kind = value_type(operand)
+                used_params.append(name)
+                what = f"compared with {fact.type} fact {fact.name!r}"
+                ok = self.use_param(name, fact.type, positions, compare.path, what) and ok
+                continue
+            kind = value_type(operand)
             if kind != fact.type:
                 self.problem(
                     positions,
                     compare.path,
                     "type_mismatch",
-                    f"fact {fact.name!r} is a {fact.type}; {operand!r} is a {kind}",
+                    f"fact {fact.name!r} is a {fact.type}, but {show(operand)} is a {kind or 'list'}",
                 )
                 ok = False
         return ok
@@ -339,8 +405,9 @@ class _Builder:
             )
         for i, source in enumerate(definition.sources):
             if source not in self.sources:
-                self.problem(
-                    positions, (*where, "sources", i), "undefined_source", f"no source named {source!r}"
+                path = (*where, "sources", i)
+                self.undefined(
+                    "sources", source, positions, path, "undefined_source", f"no source named {source!r}"
                 )
         reason = {
             s: self._template(getattr(definition.reason, s), positions, (*where, "reason", s), used)
@@ -385,45 +452,45 @@ class _Builder:
 
 
 def build(
-    loaded: _Loaded, directory: Path, sha256: str, overrides: Mapping[str, Scalar], problems: list[Problem]
+    loaded: _Loaded, directory: Path, sha256: str, site: list[SiteValue], problems: list[Problem]
 ) -> RuleSet | None:
     """Check the merged files and build the RuleSet; None when problems were found."""
-    builder = _Builder(loaded, overrides, problems)
-    if len(loaded.meta) != 1:
-        if not loaded.meta:
-            problems.append(
-                Problem(
-                    str(directory),
-                    0,
-                    0,
-                    "missing_ruleset",
-                    "no file has a 'ruleset:' section (id, version, title)",
-                )
+    builder = _Builder(loaded, site, problems)
+    if not loaded.meta_places:
+        message = "no file has a 'ruleset:' section (id, version, title)"
+        note = loaded.unknown_because_failed("ruleset")
+        problems.append(Problem(str(directory), 0, 0, "missing_ruleset", message + note))
+    for positions in loaded.meta_places[1:]:
+        problems.append(
+            positions.problem(
+                ("ruleset",), "duplicate_ruleset", "only one file may have a 'ruleset:' section"
             )
-        for _, positions in loaded.meta[1:]:
-            problems.append(
-                positions.problem(
-                    ("ruleset",), "duplicate_ruleset", "only one file may have a 'ruleset:' section"
-                )
-            )
-    criteria = []
+        )
     seen: dict[str, str] = {}
-    for definition, positions, index in loaded.criteria:
-        if definition.id in seen:
+    duplicates: set[tuple[str, int]] = set()
+    for criterion_id, positions, index in loaded.criterion_ids:
+        if criterion_id in seen:
             problems.append(
                 positions.problem(
                     ("criteria", index, "id"),
                     "duplicate_id",
-                    f"criterion {definition.id} is already defined in {seen[definition.id]}",
+                    f"criterion {criterion_id} is already defined at {seen[criterion_id]}",
                 )
             )
+            duplicates.add((positions.file, index))
             continue
-        seen[definition.id] = f"{positions.file}:{positions.of(('criteria', index))[0]}"
+        seen[criterion_id] = positions.where(("criteria", index))
+    criteria = []
+    for definition, positions, index in loaded.criteria:
+        if (positions.file, index) in duplicates:
+            continue
         criterion = builder.criterion(definition, positions, index)
         if criterion:
             criteria.append(criterion)
-    if not loaded.criteria:
-        problems.append(Problem(str(directory), 0, 0, "no_criteria", "the rule set defines no criteria"))
+    builder.report_param_uses()
+    if not loaded.criterion_ids and not loaded.broken.get("criteria"):
+        message = "the rule set defines no criteria" + loaded.unknown_because_failed("criteria")
+        problems.append(Problem(str(directory), 0, 0, "no_criteria", message))
     if problems or not loaded.meta:
         return None
     meta = loaded.meta[0][0]
@@ -441,5 +508,5 @@ def build(
         sources=builder.sources,
         answers={k: v for k, (v, _, _) in builder.section["answers"].items()},
         dosing=loaded.dosing,
-        overrides=dict(overrides),
+        overrides={name: item.value for name, item in builder.site_at.items()},
     )

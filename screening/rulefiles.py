@@ -5,7 +5,9 @@ the loader (:mod:`screening.ruleset`) merges them::
 
     ruleset:     id, version, title, description         (exactly one file has it)
     sources:     id -> citation, label, url, seed         (provenance of criteria)
-    parameters:  name -> default, unit, description       (thresholds and windows)
+    parameters:  name -> default, unit, description       (thresholds and windows),
+                 minimum, maximum, and its order against other parameters:
+                 below / above (strictly), at_most / at_least: a name or a list of names
     answers:     record field -> what to ask when it is left blank
     value_sets:  id -> title, source, icd10cm, snomed, rxnorm, loinc, text, ...
     facts:       name -> aggregate, args, output, ask, if_absent, not_checked
@@ -17,7 +19,10 @@ Files named ``*_test.yaml`` hold test cases instead (:mod:`screening.casetests`)
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import math
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,13 +32,40 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
+    WrapValidator,
     model_validator,
 )
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+NAME_RULE = "starts with a lower-case letter and has only a-z, 0-9 and _ (at most 64)"
 CriterionId = Annotated[str, Field(pattern=r"^(INC|IND|EXC|REV|CAU)-[A-Z0-9]+(-[A-Z0-9]+)*$")]
 Effect = Literal["require", "indication", "exclude", "review", "caution"]
-ScalarValue = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+def _plain(message: str, finite: bool = False) -> WrapValidator:
+    """One plain message instead of pydantic's one line per member of a union."""
+
+    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            out = handler(value)
+        except ValidationError:
+            raise ValueError(message) from None
+        if finite and isinstance(out, float) and not math.isfinite(out):
+            raise ValueError(message)
+        return out
+
+    return WrapValidator(validate)
+
+
+Number = Annotated[StrictInt | StrictFloat, _plain("expected a finite number", finite=True)]
+ScalarValue = Annotated[
+    StrictBool | StrictInt | StrictFloat | StrictStr,
+    _plain("expected a finite number, a string, or true or false", finite=True),
+]
+Name = Annotated[str, Field(pattern=NAME_PATTERN.pattern), _plain(f"expected a name that {NAME_RULE}")]
+Names = Annotated[list[Name] | Name, _plain("expected a parameter name or a list of them")]
+ORDER_KEYS = {"below": "below", "above": "above", "at_most": "at most", "at_least": "at least"}
 
 
 class _Strict(BaseModel):
@@ -58,8 +90,25 @@ class ParameterDef(_Strict):
     default: ScalarValue
     unit: str | None = None
     description: str
-    minimum: StrictInt | StrictFloat | None = None
-    maximum: StrictInt | StrictFloat | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
+    below: Names = Field(default=[], description="Parameters this one must stay strictly below.")
+    above: Names = Field(default=[], description="Parameters this one must stay strictly above.")
+    at_most: Names = Field(default=[], description="Parameters this one must not exceed.")
+    at_least: Names = Field(default=[], description="Parameters this one must not be under.")
+
+    def order(self) -> list[tuple[str, str]]:
+        """The order constraints, as (key, other parameter) pairs."""
+        out: list[tuple[str, str]] = []
+        for key in ORDER_KEYS:
+            names = getattr(self, key)
+            out.extend((key, name) for name in ([names] if isinstance(names, str) else names))
+        return out
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the definition says the parameter is a number, whatever its default."""
+        return self.minimum is not None or self.maximum is not None or bool(self.order())
 
 
 class ValueSetDef(_Strict):
@@ -72,7 +121,7 @@ class ValueSetDef(_Strict):
     loinc: list[StrictStr] = []
     text: list[StrictStr] = []
     attributes: dict[str, StrictStr] = {}
-    dose_factors: dict[str, StrictInt | StrictFloat] = {}
+    dose_factors: dict[str, Number] = {}
 
     @model_validator(mode="after")
     def _has_codes(self) -> ValueSetDef:
@@ -130,8 +179,8 @@ class CriterionDef(_Strict):
 
 class DoseRange(_Strict):
     label: str
-    low_mg_per_kg: StrictInt | StrictFloat
-    high_mg_per_kg: StrictInt | StrictFloat
+    low_mg_per_kg: Number
+    high_mg_per_kg: Number
     detail: str
     source: str
 
@@ -141,12 +190,27 @@ class DosingDef(_Strict):
     ranges: list[DoseRange]
 
 
+AnswerKey = Literal["psychiatric_history", "substance_use_history", "treatments"]
+ANSWER_KEYS: tuple[str, ...] = get_args(AnswerKey)
+
+
 class RuleFile(_Strict):
+    """A whole rule file; the loader validates it section by section, entry by entry."""
+
     ruleset: RulesetMeta | None = None
     sources: dict[Name, SourceDef] = {}
     parameters: dict[Name, ParameterDef] = {}
-    answers: dict[Literal["psychiatric_history", "substance_use_history", "treatments"], str] = {}
+    answers: dict[AnswerKey, str] = {}
     value_sets: dict[Name, ValueSetDef] = {}
     facts: dict[Name, FactDef] = {}
     criteria: list[CriterionDef] = []
     dosing: DosingDef | None = None
+
+
+SECTIONS = tuple(RuleFile.model_fields)
+KEYED_MODELS: dict[str, type[BaseModel]] = {
+    "sources": SourceDef,
+    "parameters": ParameterDef,
+    "value_sets": ValueSetDef,
+    "facts": FactDef,
+}

@@ -192,3 +192,237 @@ def test_hidden_folders_are_not_read(tmp_path: Path) -> None:
     write(tmp_path / "r", "rules.yaml", MINIMAL)
     write(tmp_path / "r" / ".venv" / "lib", "tool.yaml", "properties: {}\n")
     assert [c.id for c in load_ruleset(tmp_path / "r").criteria] == ["INC-ADULT"]
+
+
+# Every problem at once, across stages ------------------------------------------------------
+
+
+def rules_copy(tmp_path: Path) -> Path:
+    """A copy of the real rule directory, to break."""
+    copy = tmp_path / "rules"
+    shutil.copytree(RULES, copy)
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> int:
+    """Replace ``old`` (which must be there) by ``new``; the line where it was."""
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    return text[: text.index(old)].count("\n") + 1
+
+
+def site_problems(directory: Path, site: Path) -> list[str]:
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(directory, site)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_syntax_error_in_one_file_does_not_hide_an_undefined_fact_in_another(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    (rules / "indication.yaml").write_text((rules / "indication.yaml").read_text() + "\nextra: [oops\n")
+    line = edit(
+        rules / "review.yaml", "{fact: seizure_disorder, eq: true}", "{fact: seizure_disorderz, eq: true}"
+    )
+    found = problems_of(rules)
+    assert any(p.startswith("rules/indication.yaml:") and ": yaml_syntax: " in p for p in found), found
+    assert any(
+        p.startswith(f"rules/review.yaml:{line}:") and "undefined_fact" in p and "seizure_disorderz" in p
+        for p in found
+    ), found
+    # IND-CONDITION is read before the error, so nothing cascades from the broken file.
+    assert len(found) == 2, found
+
+
+def test_an_unknown_key_does_not_hide_a_duplicate_criterion(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    (rules / "ruleset.yaml").write_text((rules / "ruleset.yaml").read_text() + "foo: 1\n")
+    review = rules / "review.yaml"
+    duplicate = """
+  - id: REV-SEIZURE
+    title: x
+    effect: review
+    sources: [clinic_practice]
+    when: {fact: seizure_disorder, eq: true}
+    reason: {met: a, not_met: b, unknown: c}
+"""
+    review.write_text(review.read_text() + duplicate)
+    found = problems_of(rules)
+    assert any("rules/ruleset.yaml:" in p and "unknown_key" in p and "'foo'" in p for p in found), found
+    assert any(
+        p.startswith("rules/review.yaml:") and "duplicate_id" in p and "REV-SEIZURE" in p for p in found
+    ), found
+    assert len(found) == 2, found
+
+
+def test_schema_errors_do_not_hide_reference_errors_and_broken_names_do_not_cascade(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    colour = edit(
+        rules / "inclusion.yaml", "    effect: require\n", "    effect: require\n    colour: blue\n"
+    )
+    edit(rules / "exclusions.yaml", "sources: [ketamine_smpc,", "sources: [ketamine_smpc, seed_999,")
+    aggregate = edit(rules / "facts.yaml", "aggregate: age_years", "aggregate: age_yearz")
+    found = problems_of(rules)
+    joined = "\n".join(found)
+    assert f"rules/inclusion.yaml:{colour + 1}:5: unknown_key" in joined, joined
+    assert "undefined_source: no source named 'seed_999'" in joined, joined
+    assert f"rules/facts.yaml:{aggregate}:5: unknown_aggregate" in joined, joined
+    # 'age' is broken, not undefined: its uses in templates and conditions are not reported.
+    assert "'age'" not in joined.replace("age_yearz", ""), joined
+    assert "{age}" not in joined, joined
+    assert len(found) == 3, found
+
+
+def test_a_broken_fact_hides_the_facts_its_also_adds(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    assert "{hyperthyroid_names}" in (rules / "exclusions.yaml").read_text()
+    edit(rules / "facts.yaml", "args: {value_sets: [hyperthyroidism]", "args: {value_sets: [hyperthyroidsm]")
+    found = problems_of(rules)
+    assert len(found) == 1 and "hyperthyroidsm" in found[0], found
+
+
+def test_undefined_names_say_when_a_file_could_not_be_read(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    (rules / "facts.yaml").write_bytes(b"facts:\n  x: {description: caf\xe9}\n")
+    found = problems_of(rules)
+    assert any("rules/facts.yaml:2:" in p and "not_utf8" in p for p in found), found
+    undefined = [p for p in found if "undefined_fact" in p]
+    assert undefined, found
+    assert all("it may be defined in rules/facts.yaml, which could not be read" in p for p in undefined)
+
+
+def test_problems_are_sorted_by_file_and_position(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    edit(rules / "review.yaml", "{fact: seizure_disorder, eq: true}", "{fact: seizure_disorderz, eq: true}")
+    edit(rules / "inclusion.yaml", "    effect: require\n", "    effect: require\n    colour: blue\n")
+    edit(rules / "cautions.yaml", "    default: 140\n", "    default: 140\n    maximum: 100\n")
+    found = problems_of(rules)
+
+    def key(p: str) -> tuple[str, int, int]:
+        file, line, column = p.split(":")[:3]
+        return file, int(line), int(column)
+
+    assert len(found) == 3 and found == sorted(found, key=key), found
+
+
+# A parameter's type is its default's: reported there, once ---------------------------------
+
+
+def test_a_wrong_default_is_reported_at_the_default_not_at_its_uses(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    line = edit(rules / "inclusion.yaml", "default: 18\n", "default: eighteen\n")
+    found = problems_of(rules)
+    assert found == [
+        f"rules/inclusion.yaml:{line}:5: invalid_value: parameter 'adult_min_age' takes a number, "
+        "not 'eighteen'"
+    ], found
+
+
+def test_a_default_used_as_another_type_is_reported_once_at_the_default(tmp_path: Path) -> None:
+    broken = MINIMAL.replace("limit: {default: 10,", "limit: {default: ten,")
+    write(tmp_path / "r", "rules.yaml", broken)
+    found = problems_of(tmp_path / "r")
+    assert found == [
+        "r/rules.yaml:5:11: type_mismatch: parameter 'limit' is a string ('ten'), "
+        "but it is compared with number fact 'age' at r/rules.yaml:15"
+    ], found
+
+
+def test_messages_show_values_as_yaml_not_python(tmp_path: Path) -> None:
+    broken = MINIMAL.replace(
+        "when: {fact: age, ge: $limit}", "when: {all: [{fact: age, eq: yes}, {fact: age, in: [1, x]}]}"
+    )
+    write(tmp_path / "r", "rules.yaml", broken)
+    joined = "\n".join(problems_of(tmp_path / "r"))
+    assert "but true is a boolean" in joined and "but 'x' is a string" in joined, joined
+    assert "True" not in joined and "ParamRef" not in joined, joined
+
+
+# Nothing escapes as a YAML or pydantic traceback -------------------------------------------
+
+UNUSABLE = [
+    ("a list at the top", b"- a\n- b\n", "1:1: invalid_file"),
+    ("a scalar at the top", b"just words\n", "1:1: invalid_file"),
+    ("a list for a section", b"facts: [1, 2]\n", "1:1: invalid_value: facts: expected a mapping"),
+    ("a list for an entry", b"facts:\n  x: [1]\n", "2:3: invalid_value: facts.x: expected a mapping"),
+    ("a mapping for criteria", b"criteria: {a: 1}\n", "1:1: invalid_value: criteria: expected a list"),
+    ("a scalar criterion", b"criteria: [1]\n", "1:12: invalid_value: criteria.0: expected a mapping"),
+    ("a bad name", b"facts:\n  Bad: {description: x, aggregate: age_years}\n", "2:3: invalid_name"),
+    ("a list default", b"parameters:\n  p: {default: [1], description: x}\n", "2:7: invalid_value"),
+    ("a date default", b"parameters:\n  p: {default: 2026-01-01, description: x}\n", "2:7: invalid_value"),
+    ("a nan default", b"parameters:\n  p: {default: .nan, description: x}\n", "2:7: invalid_value"),
+    ("binary", b"a: 1\nb: \x00\x01\x02", "2:4: yaml_syntax"),
+    ("not UTF-8", b"facts:\n  x: {description: caf\xe9}\n", "2:23: not_utf8"),
+    ("empty", b"", "empty_file"),
+    ("comments only", b"# nothing yet\n", "empty_file"),
+    ("a python tag", b'sources: !!python/name:os.system ""\n', "1:10: unsupported_tag"),
+    ("an unknown tag", b"sources: {s: !foo x}\n", "1:14: unsupported_tag"),
+    ("a recursive alias", b"sources: &a [*a]\n", "recursive_alias"),
+    ("a non-scalar key", b"? [a, b]\n: 1\n", "1:3: invalid_key"),
+    ("a second document", b"a: 1\n---\nb: 2\n", "2:1: yaml_syntax"),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), [u[1:] for u in UNUSABLE], ids=[u[0] for u in UNUSABLE])
+def test_an_unusable_file_is_a_positioned_problem(tmp_path: Path, content: bytes, expected: str) -> None:
+    write(tmp_path / "r", "rules.yaml", MINIMAL)
+    (tmp_path / "r" / "extra.yaml").write_bytes(content)
+    found = problems_of(tmp_path / "r")
+    assert any(p.startswith("r/extra.yaml") and expected in p for p in found), found
+    assert not any(p.startswith("r/rules.yaml") for p in found), found
+    assert not any(word in p for p in found for word in ("Input should", "instance of", "[key]", "Def")), (
+        found
+    )
+
+
+def test_aliases_that_expand_too_far_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from screening import yamlsource
+
+    monkeypatch.setattr(yamlsource, "MAX_NODES", 1000)
+    laughs = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+    for name, previous in zip("bcd", "abc", strict=True):
+        laughs += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+    write(tmp_path / "r", "rules.yaml", MINIMAL)
+    write(tmp_path / "r", "extra.yaml", laughs)
+    assert any("r/extra.yaml" in p and "too_large" in p for p in problems_of(tmp_path / "r"))
+
+
+SITES = [
+    (
+        "a boolean",
+        "parameters:\n  bp_exclusion_systolic: true\n",
+        "2:3: invalid_value: parameter 'bp_exclusion_systolic' takes a number, not true",
+    ),
+    ("a date", "parameters:\n  cv_risk_age: 2026-01-01\n", "takes a number, not 2026-01-01 (a date)"),
+    ("nan", "parameters:\n  bp_exclusion_systolic: .nan\n", "takes a finite number, not .nan"),
+    ("a list", "parameters: [1, 2]\n", "1:1: invalid_file"),
+    ("an unknown name", "parameters:\n  bp_exclusion_systolc: 170\n", "2:3: unknown_parameter"),
+    (
+        "a python tag",
+        'parameters:\n  bp_exclusion_systolic: !!python/name:os.system ""\n',
+        "2:26: unsupported_tag",
+    ),
+    ("not UTF-8", "parameters:\n  x: caf\udce9\n", "2:9: not_utf8"),
+    (
+        "fractional days",
+        "parameters:\n  bp_window_days: 30.5\n",
+        "2:3: invalid_value: parameter 'bp_window_days' is used as a number of days",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [s[1:] for s in SITES], ids=[s[0] for s in SITES])
+def test_a_bad_site_file_is_a_positioned_problem(tmp_path: Path, text: str, expected: str) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_bytes(text.encode("utf-8", "surrogateescape"))
+    found = site_problems(RULES, site)
+    assert all(p.startswith(f"{site}:") for p in found), found
+    assert any(expected in p for p in found), found
+
+
+def test_names_read_before_a_syntax_error_are_not_reported_as_undefined(tmp_path: Path) -> None:
+    rules = rules_copy(tmp_path)
+    facts = rules / "facts.yaml"
+    facts.write_text(facts.read_text() + "\n  late: {description: [unclosed\n")
+    found = problems_of(rules)
+    assert len(found) == 1 and found[0].startswith("rules/facts.yaml:") and "yaml_syntax" in found[0], found
