@@ -41,7 +41,11 @@ def reports_errors(func: F) -> F:
             sys.exit(1)
         except RecordError as error:
             where = f"{error.source}: " if error.source else ""
-            click.echo(f"error: {where}{error.code}: {error}", err=True)
+            who = f"record {error.record_id!r}" if error.record_id else "the record"
+            count = len(error.problems)
+            click.echo(
+                f"error: {where}{error.code}: {who} has {count} invalid field{'s' * (count != 1)}:", err=True
+            )
             for problem in error.problems:
                 click.echo(f"  {problem}", err=True)
             sys.exit(1)
@@ -185,7 +189,7 @@ def rules_test(directory: Path | None, verbose: bool) -> None:
     Example:
       screening rules test rules/ -v
     """
-    from .casetests import run_directory
+    from .casetests import load_cases, run_directory
     from .screener import Screener, default_rules_dir
 
     directory = directory or default_rules_dir()
@@ -193,6 +197,8 @@ def rules_test(directory: Path | None, verbose: bool) -> None:
         screener = Screener(directory)
     except RuleSetError as error:
         click.echo(str(error), err=True)
+        for problem in load_cases(directory).problems:  # the test files' own, all at once
+            click.echo(str(problem), err=True)
         sys.exit(1)
     results, problems = run_directory(screener, directory)
     if problems:

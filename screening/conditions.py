@@ -120,7 +120,9 @@ def _parse_compare(data: dict[str, Any], path: PathKey, problems: list[SyntaxPro
         ok = False
     if len(ops) != 1:
         problems.append(
-            SyntaxProblem(path, "invalid_condition", f"a comparison needs exactly one of {OPERATORS}")
+            SyntaxProblem(
+                path, "invalid_condition", f"a comparison needs exactly one of {', '.join(OPERATORS)}"
+            )
         )
         ok = False
     if not ok or not isinstance(fact, str):

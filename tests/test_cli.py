@@ -108,7 +108,9 @@ def test_check_names_the_file_of_an_invalid_record(tmp_path: Path) -> None:
     path.write_text(json.dumps(eligible_record(sex="robot")))
     code, _, err = run("check", str(path), "--as-of", AS_OF)
     assert code == 1
-    assert err.startswith(f"error: {path}: invalid_record: record 'base-eligible'") and "sex" in err
+    headline, *problems = err.splitlines()
+    assert headline == f"error: {path}: invalid_record: record 'base-eligible' has 1 invalid field:"
+    assert len(problems) == 1 and problems[0].startswith("  sex: ")
 
 
 def test_text_never_lists_an_unknown_caution_as_passed() -> None:
@@ -120,3 +122,15 @@ def test_text_never_lists_an_unknown_caution_as_passed() -> None:
     not_checked = out.split("Not checked", 1)[1].split("Criteria passed", 1)[0]
     assert "CAU-BP-STAGE2" not in passed
     assert "CAU-BP-STAGE2" in not_checked
+
+
+def test_rules_test_reports_the_test_files_problems_with_the_rule_files(tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "rules"
+    shutil.copytree(RULES, broken)
+    (broken / "inclusion.yaml").write_text("criteria: [oops\n")
+    (broken / "review_test.yaml").write_text("cases: [oops\n")
+    code, _, err = run("rules", "test", str(broken))
+    assert code == 1
+    assert "inclusion.yaml:2" in err and "review_test.yaml:2" in err
