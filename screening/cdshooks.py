@@ -23,16 +23,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from .aggregates import DIAGNOSES
 from .decision import OUTCOME_ORDER, CriterionResult, Decision, Outcome
 from .errors import InputError, NotScreened, RecordError
-from .fhir import Entry, FhirRecord, flatten, is_fhir, read_entries
-from .fhir_map import TREATMENT_TYPES
+from .fhir import Entry, FhirRecord, flatten, is_fhir, keys_of, read_entries, ref_key
+from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES
 from .fhir_terms import OBSERVATION_SETS
-from .ruleset import RuleSet
+from .ruleset import Fact, RuleSet
 
 SERVICE_ID = "ketamine-screening"
+HOOK = "patient-view"
 PATIENT_TOKEN = "{{context.patientId}}"
 # prefetch key -> resource type
 PREFETCH_TYPES = {
@@ -45,6 +49,7 @@ PREFETCH_TYPES = {
     "allergies": "AllergyIntolerance",
 }
 SUMMARY_LIMIT = 139
+EFFECT_ORDER = ("indication", "require", "exclude", "review", "caution")
 INDICATOR = {
     Outcome.ineligible: "critical",
     Outcome.needs_information: "warning",
@@ -70,6 +75,36 @@ UNAVAILABLE_EFFECT = {
 }
 
 
+# -- OpenAPI models of the service's request and answer (the code reads plain JSON) --
+
+
+class Card(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    uuid: str
+    summary: str = Field(max_length=140)
+    indicator: Literal["info", "warning", "critical"]
+    detail: str
+    source: dict[str, str]
+
+
+class CardsBody(BaseModel):
+    cards: list[Card]
+
+
+class HookRequestBody(BaseModel):
+    """A CDS Hooks ``patient-view`` request."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: Literal["patient-view"]
+    hookInstance: str
+    context: dict[str, Any] = Field(description="With patientId (and userId)")
+    prefetch: dict[str, Any] | None = Field(default=None, description="FHIR resources or Bundles, or null")
+    fhirServer: str | None = None
+    fhirAuthorization: dict[str, Any] | None = None
+
+
 def queries(ruleset: RuleSet) -> dict[str, str]:
     """The FHIR query of each resource type, with the patient token (observations by code)."""
     codes = sorted({code for name in OBSERVATION_SETS for code in ruleset.value_sets[name].loinc})
@@ -87,7 +122,7 @@ def discovery(ruleset: RuleSet) -> dict[str, Any]:
     return {
         "services": [
             {
-                "hook": "patient-view",
+                "hook": HOOK,
                 "id": SERVICE_ID,
                 "title": "IV ketamine for chronic pain: eligibility screening",
                 "description": (
@@ -115,10 +150,29 @@ class HookRequest:
     entries: list[Entry] = field(default_factory=list)
     provided: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Resource types a fetch from fhirServer failed for (in part), with the reason."""
 
     @property
     def unavailable(self) -> list[str]:
-        return [kind for kind in PREFETCH_TYPES.values() if kind not in self.provided]
+        return [kind for kind in PREFETCH_TYPES.values() if kind not in self.provided or kind in self.failed]
+
+    def mismatch(self) -> str | None:
+        """Why the prefetch is not about ``context.patientId``, if it is not."""
+        own = {f"Patient/{self.patient_id}", f"urn:uuid:{self.patient_id}"}
+        patients = [e for e in self.entries if e.type == "Patient"]
+        for entry in patients:
+            if entry.resource.get("id") == self.patient_id:
+                own |= keys_of(entry)
+        if patients and not any(e.resource.get("id") == self.patient_id for e in patients):
+            return f"the prefetch Patient is {patients[0].label}, not Patient/{self.patient_id}"
+        for entry in self.entries:
+            key = PATIENT_REFERENCE.get(entry.type)
+            value = entry.resource.get(key) if key else None
+            ref = value.get("reference") if isinstance(value, Mapping) else None
+            if isinstance(ref, str) and ref_key(ref) not in own and ref not in own:
+                return f"{entry.label} is about {ref}, not Patient/{self.patient_id}"
+        return None
 
     def add(self, value: Any, position: str, kind: str | None, source: str) -> None:
         """Take one prefetch (or fetched) value: a Bundle, a resource, or null."""
@@ -147,6 +201,11 @@ def read_hook(data: Any, source: str = "request") -> HookRequest:
     hook = data.get("hook")
     if not isinstance(hook, str) or not hook:
         raise InputError("the request has no hook", source, "hook")
+    if hook != HOOK:
+        raise InputError(f"this service answers the {HOOK} hook, not {hook[:100]!r}", source, "hook")
+    instance = data.get("hookInstance")
+    if not isinstance(instance, str) or not instance.strip():
+        raise InputError("the request has no hookInstance (a string, e.g. a UUID)", source, "hookInstance")
     context = data.get("context")
     if not isinstance(context, Mapping):
         raise InputError("the request has no context object", source, "context")
@@ -168,14 +227,14 @@ def read_hook(data: Any, source: str = "request") -> HookRequest:
 
 def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request") -> FhirRecord:
     """The patient's record from what the request (and any fetch) provided."""
-    provided = request.provided
+    unavailable = request.unavailable
     records = read_entries(
         request.entries,
         ruleset,
         source,
         patient_id=request.patient_id,
-        conditions_known="Condition" in provided,
-        treatments_known=all(kind in provided for kind in TREATMENT_TYPES),
+        conditions_known="Condition" not in unavailable,
+        treatments_known=not any(kind in unavailable for kind in TREATMENT_TYPES),
     )
     found = records[0]
     found.notes[:0] = request.notes
@@ -183,12 +242,17 @@ def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request")
 
 
 def cards(
-    result: Decision | NotScreened | RecordError, ruleset: RuleSet, unavailable: list[str]
+    result: Decision | NotScreened | RecordError,
+    ruleset: RuleSet,
+    unavailable: list[str],
+    reasons: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The cards for a screening result, and one for unavailable data if there was any."""
+    """The cards for a screening result, and one for unavailable data if there was any.
+
+    ``reasons`` says why a type is unavailable where it was fetched and the fetch failed."""
     out = []
     if isinstance(result, Decision):
-        out.append(decision_card(result, ruleset))
+        out.append(decision_card(result, ruleset, unchecked(result, ruleset, unavailable)))
     elif isinstance(result, NotScreened):
         out.append(
             _card("info", _clip(f"Ketamine screening not done: {result.reason}"), result.reason, ruleset)
@@ -201,7 +265,12 @@ def cards(
             _card("warning", "Ketamine screening could not run: the chart data is not valid", detail, ruleset)
         )
     if unavailable:
-        lines = [f"- **{kind}**: {UNAVAILABLE_EFFECT[kind]}" for kind in unavailable]
+        reasons = reasons or {}
+        lines = [
+            f"- **{kind}**: {UNAVAILABLE_EFFECT[kind]}"
+            + (f" ({_md(reasons[kind])})" if kind in reasons else "")
+            for kind in unavailable
+        ]
         detail = (
             "The EHR did not provide this data and it could not be fetched, so the screening "
             "above was made without it:\n\n" + "\n".join(lines)
@@ -211,26 +280,140 @@ def cards(
     return out
 
 
-def decision_card(decision: Decision, ruleset: RuleSet) -> dict[str, Any]:
-    """The card of a decision: indicator by outcome, the decisive reason in the summary."""
+# The record fields each resource type gives, and the fields each aggregate reads: a
+# criterion that reads a field of a type that was not provided was not really checked.
+_DIAGNOSES = frozenset({"pain_conditions", "conditions", "psychiatric_history", "substance_use_history"})
+TYPE_FIELDS = {
+    "Patient": frozenset({"birth_date", "age", "sex", "deceased"}),
+    "Condition": _DIAGNOSES | {"breastfeeding"},
+    "Observation": frozenset(
+        {"blood_pressure", "heart_rate", "pain_scores", "phq9", "labs", "pregnancy_status", "weight_kg"}
+    ),
+    "MedicationStatement": frozenset({"medications", "treatments"}),
+    "MedicationRequest": frozenset({"medications", "treatments"}),
+    "Procedure": frozenset({"treatments"}),
+    "AllergyIntolerance": frozenset({"allergies"}),
+}
+AGGREGATE_FIELDS = {
+    "age_years": frozenset({"birth_date", "age"}),
+    "latest_blood_pressure": frozenset({"blood_pressure"}),
+    "latest_pain_score": frozenset({"pain_scores"}),
+    "pain_duration_months": frozenset({"pain_conditions"}),
+    "indication": frozenset({"pain_conditions"}),
+    "treatment_classes": frozenset({"treatments", "pain_scores"}),
+    "has_diagnosis": _DIAGNOSES,
+    "months_since_last_active": _DIAGNOSES,
+    "lab_ratio": frozenset({"labs"}),
+    "phq9_item9": frozenset({"phq9"}),
+    "current_medication": frozenset({"medications"}),
+    "equivalent_daily_dose": frozenset({"medications"}),
+    "has_allergy": frozenset({"allergies"}),
+    "pregnancy_status": _DIAGNOSES | {"pregnancy_status"},
+    "breastfeeding_status": frozenset({"breastfeeding", "sex"}),
+}
+_ALL_FIELDS = frozenset().union(*TYPE_FIELDS.values())
+
+
+def _reads(fact: Fact) -> frozenset[str]:
+    """The record fields a fact reads: from its aggregate's ``reads``, else as listed above,
+    else (an aggregate this module does not know) every field."""
+    aggregate = fact.aggregate
+    if aggregate.name == "record_field":
+        return frozenset({str(fact.args.get("field"))})
+    if aggregate.reads is not None:
+        return frozenset(
+            name for item in aggregate.reads for name in (_DIAGNOSES if item == DIAGNOSES else {item})
+        )
+    return AGGREGATE_FIELDS.get(aggregate.name, _ALL_FIELDS)
+
+
+def unchecked(decision: Decision, ruleset: RuleSet, unavailable: list[str]) -> dict[str, list[str]]:
+    """Criteria the decision settled (met or not met) that read data of an unavailable type.
+
+    Their status rests on data that was not provided, not on the chart: the card must not
+    count them as passed. Returns criterion id -> the unavailable types it reads.
+    """
+    if not unavailable:
+        return {}
+    missing: dict[str, list[str]] = {}
+    for kind in unavailable:
+        for name in TYPE_FIELDS.get(kind, ()):
+            missing.setdefault(name, []).append(kind)
+    specs = {c.id: c for c in ruleset.criteria}
+    out: dict[str, list[str]] = {}
+    for result in decision.criteria:
+        spec = specs.get(result.id)
+        if result.status == "unknown" or spec is None:
+            continue
+        kinds: set[str] = set()
+        for name in spec.facts:
+            fact = ruleset.facts.get(name)
+            if fact is None:
+                continue
+            reads = _reads(fact)
+            kinds.update(k for field_name in reads for k in missing.get(field_name, ()))
+        if kinds:
+            out[result.id] = [k for k in unavailable if k in kinds]
+    return out
+
+
+def mismatch_card(problem: str, patient_id: str, ruleset: RuleSet) -> dict[str, Any]:
+    """The card when the prefetch is about another patient than ``context.patientId``."""
+    detail_text = (
+        f"The request is for Patient/{_md(patient_id)}, but {_md(problem)}. Screening one patient "
+        "from another patient's data would be wrong, so no screening was done. Check the "
+        "prefetch templates of the EHR."
+    )
+    summary = "Ketamine screening not done: the prefetch does not match the patient"
+    return _card("warning", summary, detail_text, ruleset)
+
+
+def decision_card(
+    decision: Decision, ruleset: RuleSet, not_checked: Mapping[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The card of a decision: indicator by outcome, the decisive reason in the summary.
+
+    With criteria ``not_checked`` (they read data that was unavailable), an eligible outcome,
+    or one that only such criteria decide, is reported as incomplete, never as "criteria met".
+    """
+    not_checked = not_checked or {}
     decisive = [c for c in decision.criteria if c.decisive]
-    if decision.outcome == Outcome.needs_information and decision.missing_information:
-        reason = "missing " + decision.missing_information[0]
-    elif decisive:
-        reason = decisive[0].reason
+    trusted = [c for c in decisive if c.id not in not_checked]
+    indicator, headline = INDICATOR[decision.outcome], HEADLINE[decision.outcome]
+    lead = trusted[0] if trusted else None
+    if not_checked and (
+        decision.outcome in (Outcome.eligible, Outcome.eligible_with_cautions) or not trusted
+    ):
+        kinds = list(dict.fromkeys(k for found in not_checked.values() for k in found))
+        indicator, headline = "warning", HEADLINE[Outcome.needs_information]
+        reason = f"no {', '.join(kinds)} data, so {', '.join(not_checked)} not checked"
+    elif decision.outcome == Outcome.needs_information:
+        # The criteria that leave the outcome open, not whatever is first on the list to ask;
+        # the pain condition first, since the others (its onset, its grade) presuppose it.
+        unknown = [c for c in trusted if c.status == "unknown"] or trusted
+        unknown.sort(key=lambda c: EFFECT_ORDER.index(c.effect) if c.effect in EFFECT_ORDER else 9)
+        lead = unknown[0] if unknown else None
+        if lead is not None and lead.missing:
+            others = len({m for c in unknown for m in c.missing} - {lead.missing[0]})
+            reason = f"missing {lead.missing[0]}" + (f" (and {others} more)" if others else "")
+        elif lead is not None:
+            reason = lead.reason
+        else:
+            reason = "missing " + (decision.missing_information or ["information"])[0]
+    elif lead is not None:
+        reason = lead.reason
     else:
         reason = "refer for clinician assessment"
-    card = _card(
-        INDICATOR[decision.outcome],
-        _clip(f"{HEADLINE[decision.outcome]}: {reason}"),
-        detail(decision),
+    return _card(
+        indicator,
+        _clip(f"{headline}: {reason}"),
+        detail(decision, not_checked),
         ruleset,
-        decisive[0] if decisive else None,
+        lead,
     )
-    return card
 
 
-def detail(decision: Decision) -> str:
+def detail(decision: Decision, not_checked: Mapping[str, list[str]] | None = None) -> str:
     """The markdown detail: outcome, findings with evidence and sources, what is missing."""
     rs = decision.ruleset
     lines = [
@@ -239,6 +422,15 @@ def detail(decision: Decision) -> str:
         "",
         _md(decision.summary),
     ]
+    not_checked = not_checked or {}
+    if not_checked:
+        lines += ["", "### Not checked: the data was not provided"]
+        for result in decision.criteria:
+            if result.id in not_checked:
+                lines.append(
+                    f"- **{result.id}** {_md(result.title)}: no {', '.join(not_checked[result.id])} data; "
+                    f"read as {result.status.replace('_', ' ')} only for want of it"
+                )
     findings = [c for c in decision.criteria if c.level is not None]
     if findings:
         lines += ["", "### Findings"]
@@ -248,7 +440,11 @@ def detail(decision: Decision) -> str:
             lines += _criterion(result)
     if decision.missing_information:
         lines += ["", "### Missing information"] + [f"- {_md(m)}" for m in decision.missing_information]
-    passed = [c.id for c in decision.criteria if c.level is None and c.status != "unknown"]
+    passed = [
+        c.id
+        for c in decision.criteria
+        if c.level is None and c.status != "unknown" and c.id not in not_checked
+    ]
     if passed:
         lines += ["", f"Criteria without findings: {', '.join(passed)}."]
     if decision.recommendations:
@@ -299,8 +495,14 @@ def _card(
 
 
 def _clip(text: str) -> str:
+    """At most SUMMARY_LIMIT characters, cut at a word boundary with an ellipsis."""
     text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1].rstrip() + "…"
+    if len(text) <= SUMMARY_LIMIT:
+        return text
+    cut = text[:SUMMARY_LIMIT]  # one character for the ellipsis
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > SUMMARY_LIMIT // 2 else cut[: SUMMARY_LIMIT - 1]
+    return cut.rstrip(" ,;:-/(") + "…"
 
 
 def _md(text: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .fhir_assemble import assemble
+from .fhir_assemble import assemble, native
 from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
 from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, terms_for
 from .ruleset import RuleSet
@@ -45,6 +45,8 @@ class FhirRecord:
 
     record: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    error: InputError | None = None
+    """Set (only when reading leniently) for a patient with a malformed resource: not screened."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,27 @@ def bundle_records(
     bundle: dict[str, Any], ruleset: RuleSet, source: str | None = None
 ) -> list[dict[str, Any]]:
     """One native record dict per Patient of a Bundle of any type (or of a single resource)."""
-    return [r.record for r in read_bundle(bundle, ruleset, source)]
+    return [native(r.record) for r in read_bundle(bundle, ruleset, source)]
 
 
-def read_bundle(data: Mapping[str, Any], ruleset: RuleSet, source: str | None = None) -> list[FhirRecord]:
-    """Like :func:`bundle_records`, keeping the notes of each record."""
-    entries = list(flatten(data, source))
-    return read_entries(entries, ruleset, source)
+def read_bundle(
+    data: Mapping[str, Any], ruleset: RuleSet, source: str | None = None, *, strict: bool = True
+) -> list[FhirRecord]:
+    """Like :func:`bundle_records`, keeping the notes of each record.
+
+    The records are for :meth:`~screening.screener.Screener.screen_fhir_record` (or
+    :func:`~screening.fhir_assemble.clip_to`), which finish them for the screening date;
+    :func:`~screening.fhir_assemble.native` finishes one for any date.
+
+    ``strict=False`` (batch): a malformed resource or entry does not stop the Bundle; it
+    is the ``error`` of its patient's record, or of a record of its own (see read_entries).
+    """
+    if strict:
+        return read_entries(list(flatten(data, source)), ruleset, source)
+    errors: list[InputError] = []
+    entries = list(flatten(data, source, errors=errors))
+    found = read_entries(entries, ruleset, source, strict=False)
+    return found + [FhirRecord({}, error=error) for error in errors]
 
 
 def bulk_records(directory: Path, ruleset: RuleSet) -> Iterator[dict[str, Any]]:
@@ -93,11 +109,20 @@ def bulk_records(directory: Path, ruleset: RuleSet) -> Iterator[dict[str, Any]]:
     from .fhir_bulk import read_bulk
 
     for found in read_bulk(Path(directory), ruleset):
-        yield found.record
+        yield native(found.record)
 
 
-def flatten(data: Any, source: str | None, position: str = "", depth: int = 0) -> Iterator[Entry]:
-    """The resources of a Bundle (nested Bundles included) or the single resource given."""
+def flatten(
+    data: Any,
+    source: str | None,
+    position: str = "",
+    depth: int = 0,
+    errors: list[InputError] | None = None,
+) -> Iterator[Entry]:
+    """The resources of a Bundle (nested Bundles included) or the single resource given.
+
+    With ``errors``, an entry that is not an object or has no resourceType is added there
+    and passed over, instead of raising."""
     if not is_fhir(data):
         raise InputError("not a FHIR resource (a JSON object with a resourceType)", source, position or None)
     if data["resourceType"] != "Bundle":
@@ -108,16 +133,24 @@ def flatten(data: Any, source: str | None, position: str = "", depth: int = 0) -
         raise InputError("Bundle.entry must be an array", source, _at(position, "entry"))
     for index, entry in enumerate(entries):
         where = _at(position, f"entry[{index}]")
+        problem = None
+        resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(entry, dict):
-            raise InputError("a Bundle entry must be an object", source, where)
-        resource = entry.get("resource")
-        if resource is None:
+            problem = InputError("a Bundle entry must be an object", source, where)
+        elif resource is None:
             continue  # e.g. a DELETE request or a search outcome without a resource
+        elif not is_fhir(resource):
+            where = f"{where}.resource"
+            problem = InputError("an entry's resource must be an object with a resourceType", source, where)
+        if problem is not None:
+            if errors is None:
+                raise problem
+            errors.append(problem)
+            continue
+        assert isinstance(resource, dict)
         where = f"{where}.resource"
-        if not is_fhir(resource):
-            raise InputError("an entry's resource must be an object with a resourceType", source, where)
         if resource["resourceType"] == "Bundle" and depth < _MAX_DEPTH:
-            yield from flatten(resource, source, where, depth + 1)
+            yield from flatten(resource, source, where, depth + 1, errors)
             continue
         full_url = entry.get("fullUrl")
         yield Entry(resource, where, full_url if isinstance(full_url, str) else None)
@@ -144,22 +177,27 @@ def read_entries(
     patient_id: str | None = None,
     conditions_known: bool = True,
     treatments_known: bool | None = None,
+    strict: bool = True,
 ) -> list[FhirRecord]:
     """Records from resources: one per Patient, or the one patient ``patient_id`` names.
 
-    ``treatments_known`` defaults to whether any MedicationStatement, MedicationRequest or
-    Procedure is present: without them the treatment history is unknown, not empty.
+    ``treatments_known`` defaults to whether the patient has any MedicationStatement,
+    MedicationRequest or Procedure: without them the treatment history is unknown, not
+    empty. A malformed resource raises InputError; with ``strict=False`` it is reported
+    instead, as the ``error`` of its patient's record (that patient is not screened), or of
+    a record of its own when its patient cannot be told.
     """
-    reader = _Reader(terms_for(ruleset), entries, source)
-    if treatments_known is None:
-        treatments_known = any(e.type in TREATMENT_TYPES for e in entries)
+    reader = _Reader(terms_for(ruleset), entries, source, strict)
     return reader.records(patient_id, conditions_known, treatments_known)
 
 
 class _Reader:
-    def __init__(self, terms: FhirTerms, entries: list[Entry], source: str | None) -> None:
+    def __init__(
+        self, terms: FhirTerms, entries: list[Entry], source: str | None, strict: bool = True
+    ) -> None:
         self.terms = terms
         self.source = source
+        self.strict = strict
         self.entries = _unique(entries)
         medications: dict[str, Mapping[str, Any]] = {}
         for entry in self.entries:
@@ -169,18 +207,21 @@ class _Reader:
         self.lookup = functools.partial(lookup_medication, medications)
 
     def records(
-        self, patient_id: str | None, conditions_known: bool, treatments_known: bool
+        self, patient_id: str | None, conditions_known: bool, treatments_known: bool | None
     ) -> list[FhirRecord]:
         patients = [e for e in self.entries if e.type == "Patient"]
         if patient_id is not None:
             patients = [e for e in patients if e.resource.get("id") == patient_id][:1]
         owners: dict[str, int] = {}
         bases: list[tuple[Partial, list[str]]] = []
+        errors: list[InputError | None] = []
         for index, entry in enumerate(patients):
             record_id = patient_id_of(entry)
-            bases.append(
-                self._guard(entry, lambda e=entry, r=record_id: patient_base(e.resource, self.terms, r))
+            base, error = self._read(
+                entry, lambda e=entry, r=record_id: patient_base(e.resource, self.terms, r)
             )
+            bases.append(base or ({"id": record_id}, []))
+            errors.append(error)
             for key in keys_of(entry):
                 owners[key] = index
         if patient_id is not None:
@@ -190,38 +231,57 @@ class _Reader:
                 bases.append(
                     ({"id": patient_id}, [f"no Patient resource for {patient_id}: age and sex unknown"])
                 )
+                errors.append(None)
         partials: list[list[Partial]] = [[] for _ in bases]
+        treated = [False for _ in bases]
         stray: list[Partial] = []
+        orphans: list[FhirRecord] = []
         for entry in self.entries:
             field_name = PATIENT_REFERENCE.get(entry.type)
             if field_name is None:
                 continue
-            ref = self._guard(entry, lambda e=entry, f=field_name: subject_of(e.resource, f))
-            owner = owners.get(ref_key(ref)) if ref else (0 if len(bases) == 1 else None)
+            only = 0 if len(bases) == 1 else None
+            ref, error = self._read(entry, lambda e=entry, f=field_name: subject_of(e.resource, f))
+            owner = owners.get(ref_key(ref)) if ref else only
+            if error is not None:
+                if owner is None:
+                    orphans.append(FhirRecord({}, error=error))
+                elif errors[owner] is None:
+                    errors[owner] = error
+                continue
             if owner is None:
                 stray.append(
                     note(f"{entry.label}: its patient ({ref or 'none given'}) is not in the input; not used")
                 )
                 continue
-            found = self._guard(entry, lambda e=entry: extract(e.resource, self.terms, e.label, self.lookup))
+            found, error = self._read(
+                entry, lambda e=entry: extract(e.resource, self.terms, e.label, self.lookup)
+            )
+            if error is not None:
+                errors[owner] = errors[owner] or error
+                continue
             partials[owner].extend(found)
+            treated[owner] = treated[owner] or entry.type in TREATMENT_TYPES
         out = []
-        for (base, notes), items in zip(bases, partials, strict=True):
+        for index, ((base, notes), items) in enumerate(zip(bases, partials, strict=True)):
             if len(bases) == 1:
                 items.extend(stray)
+            known = treated[index] if treatments_known is None else treatments_known
             record, more = assemble(
-                base, items, self.terms, conditions_known=conditions_known, treatments_known=treatments_known
+                base, items, self.terms, conditions_known=conditions_known, treatments_known=known
             )
-            out.append(FhirRecord(record, notes + more))
-        return out
+            out.append(FhirRecord(record, notes + more, errors[index]))
+        return out + orphans
 
-    def _guard(self, entry: Entry, read: Any) -> Any:
+    def _read(self, entry: Entry, read: Any) -> tuple[Any, InputError | None]:
+        """What ``read`` gives, or (strict: raises) the InputError naming where it failed."""
         try:
-            return read()
+            return read(), None
         except Malformed as error:
-            raise InputError(
-                f"{entry.label}: {error}", self.source, f"{entry.position}.{error.path}"
-            ) from None
+            problem = InputError(f"{entry.label}: {error}", self.source, f"{entry.position}.{error.path}")
+            if self.strict:
+                raise problem from None
+            return None, problem
 
 
 def lookup_medication(

@@ -57,6 +57,18 @@ _LISTS: dict[str, tuple[str, type[BaseModel]]] = {
     "pregnancy": ("pregnancy_status", PregnancyStatus),
     "allergy": ("allergies", Allergy),
 }
+INCOMPLETE_BP = "_incomplete_blood_pressure"
+"""Record key (never validated: :func:`clip_to` and :func:`native` remove it) for blood
+pressure readings with only one half: a systolic without its diastolic, or a panel with one
+component absent. The record model needs both halves, so such a reading cannot decide the
+BP criteria; but it is the latest blood pressure, so older readings must not decide them
+either (see :func:`supersede_blood_pressure`)."""
+DECEASED_ON = "_deceased_on"
+"""Record key (removed like INCOMPLETE_BP) for the date of a Patient's deceasedDateTime."""
+NOTES = "_input_notes"
+"""Record key (removed like INCOMPLETE_BP) for the notes of a record read from FHIR, where
+the record travels alone (a batch worker): clip_to returns them first among its notes."""
+_PRIVATE = (INCOMPLETE_BP, DECEASED_ON, NOTES)
 _DATED = ("blood_pressure", "heart_rate", "pain_scores", "phq9", "labs", "pregnancy_status")
 _DIAGNOSES = ("pain_conditions", "conditions", "psychiatric_history", "substance_use_history")
 
@@ -77,6 +89,7 @@ def assemble(
     halves: dict[str, dict[str, Partial]] = {}
     trials: dict[str, list[Partial]] = {}
     weights: list[Partial] = []
+    incomplete: list[Partial] = []
     for partial in partials:
         kind = partial["k"]
         if kind in _LISTS:
@@ -87,6 +100,8 @@ def assemble(
             _add(record[target], partial["item"], PainCondition if partial["pain"] else Diagnosis, notes)
         elif kind == "bp_half":
             halves.setdefault(partial["time"], {}).setdefault(partial["part"], partial)
+        elif kind == "bp_incomplete":
+            incomplete.append(partial)
         elif kind == "trial":
             trials.setdefault(partial["key"], []).append(partial)
         elif kind == "med":
@@ -109,6 +124,16 @@ def assemble(
                 "source": f"{systolic['source']} + {diastolic['source']}",
             }
             _add(record["blood_pressure"], item, BloodPressure, notes)
+        else:
+            [(part, half)] = pair.items()
+            incomplete.append(
+                {"known": {part: half["value"]}, "date": half["date"], "source": half["source"]}
+            )
+    if incomplete:
+        # Carried to clip_to, which knows the screening date (see INCOMPLETE_BP).
+        record[INCOMPLETE_BP] = [
+            {"known": i["known"], "date": i["date"], "source": i["source"]} for i in incomplete
+        ]
     if weights:
         latest = max(weights, key=lambda w: w["date"])
         if 1 < latest["value"] <= 400:
@@ -192,7 +217,15 @@ def inferred_failure(trial: dict[str, Any], pain_scores: list[dict[str, Any]], t
 def clip_to(record: dict[str, Any], as_of: date, terms: FhirTerms) -> tuple[dict[str, Any], list[str]]:
     """The record as it stood on ``as_of``, and notes on what was left out."""
     day = as_of.isoformat()
+    incomplete = record.get(INCOMPLETE_BP) or []
+    died = record.get(DECEASED_ON)
+    record_notes = record.get(NOTES) or []
+    record = {key: value for key, value in record.items() if key not in _PRIVATE}
     out = dict(record)
+    later: list[str] = list(record_notes)
+    if died and died > day:
+        out["deceased"] = False
+        later.append(f"deceased on {died}, after the screening date {day}: screened as alive on that date")
     dropped: dict[str, int] = {}
 
     def keep(name: str, items: list[dict[str, Any]]) -> None:
@@ -230,4 +263,53 @@ def clip_to(record: dict[str, Any], as_of: date, terms: FhirTerms) -> tuple[dict
         f"{count} {name.replace('_', ' ')} item{'s' if count != 1 else ''} dated after the screening date {day}: not used"
         for name, count in dropped.items()
     ]
-    return out, notes
+    out["blood_pressure"], more = supersede_blood_pressure(
+        out.get("blood_pressure") or [], [i for i in incomplete if i["date"] <= day]
+    )
+    return out, later + notes + more
+
+
+def supersede_blood_pressure(
+    readings: list[dict[str, Any]], incomplete: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Complete readings, without those an incomplete reading on a later or the same day supersedes.
+
+    The BP criteria use the latest reading (the highest systolic of its day), and read
+    "systolic over the limit OR diastolic over the limit". A later reading with one half
+    unknown leaves that undecided, so no older reading may decide it: the criteria are then
+    unknown, and a note names the incomplete reading and the readings left out.
+    """
+    if not incomplete:
+        return readings, []
+    latest = max(incomplete, key=lambda i: i["date"])
+    notes = []
+    for item in sorted(incomplete, key=lambda i: (i["date"], i["source"])):
+        known = ", ".join(f"{part} {value:g}" for part, value in item["known"].items())
+        missing = "diastolic" if "systolic" in item["known"] else "systolic"
+        notes.append(
+            f"{item['source']}: blood pressure on {item['date']} has {known} mmHg but no {missing} value; "
+            "the record model needs both, so it cannot decide the blood pressure criteria"
+        )
+    superseded = [r for r in readings if r["date"] <= latest["date"]]
+    if superseded:
+        names = ", ".join(str(r.get("source") or r["date"]) for r in superseded[:5])
+        more = f" and {len(superseded) - 5} more" if len(superseded) > 5 else ""
+        notes.append(
+            f"blood pressure readings up to {latest['date']} ({names}{more}) are superseded by the "
+            f"incomplete reading {latest['source']}: not used, so the blood pressure is unknown"
+        )
+    return [r for r in readings if r["date"] > latest["date"]], notes
+
+
+def native(record: dict[str, Any]) -> dict[str, Any]:
+    """A record read from FHIR as a plain native record, for any screening date.
+
+    Incomplete blood pressure readings supersede the complete ones before them (whatever
+    the screening date, since it is not known here), and the private key is removed."""
+    if not any(key in record for key in _PRIVATE):
+        return record
+    out = {key: value for key, value in record.items() if key not in _PRIVATE}
+    if INCOMPLETE_BP in record:
+        readings = out.get("blood_pressure") or []
+        out["blood_pressure"], _ = supersede_blood_pressure(readings, record[INCOMPLETE_BP])
+    return out

@@ -37,12 +37,20 @@ READ_TYPES = ("Patient", "Medication", *PATIENT_REFERENCE)
 BUCKET_BYTES = 512 * 1024 * 1024
 MAX_BUCKETS = 256
 
-# A patient's slot: [order, base record or None, notes, partials]
+# A patient's slot: [order, base record or None, notes, partials, first problem or None]
 Slot = list[Any]
 
 
-def read_bulk(directory: Path, ruleset: RuleSet, bucket_bytes: int = BUCKET_BYTES) -> Iterator[FhirRecord]:
-    """The records of an export directory; spills to disk past ``bucket_bytes`` of input."""
+def read_bulk(
+    directory: Path, ruleset: RuleSet, bucket_bytes: int = BUCKET_BYTES, *, strict: bool = True
+) -> Iterator[FhirRecord]:
+    """The records of an export directory; spills to disk past ``bucket_bytes`` of input.
+
+    A line that is not JSON or a resource of the wrong shape raises InputError; with
+    ``strict=False`` it is reported instead and the rest of the export is read: as the
+    ``error`` of its patient's record (that patient is not screened), or, when the line
+    names no readable patient, as a record of its own with only the error.
+    """
     if not directory.is_dir():
         raise InputError("a Bulk Data export must be a directory of NDJSON files", str(directory))
     files = export_files(directory)
@@ -50,8 +58,18 @@ def read_bulk(directory: Path, ruleset: RuleSet, bucket_bytes: int = BUCKET_BYTE
         raise InputError("no Patient NDJSON file (Patient.ndjson or Patient.*.ndjson)", str(directory))
     terms = terms_for(ruleset)
     medications: dict[str, Mapping[str, Any]] = {}
+    orphans: list[FhirRecord] = []
+
+    def failed(problem: InputError) -> None:
+        if strict:
+            raise problem
+        orphans.append(FhirRecord({}, error=problem))
+
     for path in files.get("Medication", []):
         for _, entry in _entries(path):
+            if isinstance(entry, InputError):
+                failed(entry)
+                continue
             for key in keys_of(entry):
                 medications[key] = entry.resource
     lookup = functools.partial(lookup_medication, medications)
@@ -62,30 +80,53 @@ def read_bulk(directory: Path, ruleset: RuleSet, bucket_bytes: int = BUCKET_BYTE
         order = 0
         for path in files["Patient"]:
             for position, entry in _entries(path):
+                if isinstance(entry, InputError):
+                    failed(entry)
+                    continue
                 record_id = patient_id_of(entry)
-                base, notes = _guard(
-                    path, position, entry, lambda e=entry, r=record_id: patient_base(e.resource, terms, r)
-                )
+                try:
+                    base, notes = _guard(
+                        path, position, entry, lambda e=entry, r=record_id: patient_base(e.resource, terms, r)
+                    )
+                except InputError as problem:
+                    if strict:
+                        raise
+                    base, notes = {"id": record_id}, []
+                    store.add(record_id, ["E", _problem(problem)])
                 store.add(record_id, ["P", order, base, notes])
                 order += 1
         for kind, field_name in PATIENT_REFERENCE.items():
             for path in files.get(kind, []):
                 for position, entry in _entries(path):
-                    ref = _guard(
-                        path, position, entry, lambda e=entry, f=field_name: subject_of(e.resource, f)
-                    )
+                    if isinstance(entry, InputError):
+                        failed(entry)
+                        continue
+                    try:
+                        ref = _guard(
+                            path, position, entry, lambda e=entry, f=field_name: subject_of(e.resource, f)
+                        )
+                    except InputError as problem:
+                        failed(problem)
+                        continue
                     key = ref_key(ref) if ref else ""
                     if not key.startswith("Patient/"):
                         continue
-                    found = _guard(
-                        path, position, entry, lambda e=entry: extract(e.resource, terms, e.label, lookup)
-                    )
+                    try:
+                        found = _guard(
+                            path, position, entry, lambda e=entry: extract(e.resource, terms, e.label, lookup)
+                        )
+                    except InputError as problem:
+                        if strict:
+                            raise
+                        store.add(key.removeprefix("Patient/"), ["E", _problem(problem)])
+                        continue
                     if found:
                         store.add(key.removeprefix("Patient/"), ["X", found])
+        yield from orphans
         conditions_known = bool(files.get("Condition"))
         treatments_known = any(files.get(kind) for kind in TREATMENT_TYPES)
         for slots in store.buckets():
-            for _, base, notes, partials in sorted(
+            for _, base, notes, partials, first in sorted(
                 (slot for slot in slots.values() if slot[1] is not None), key=lambda slot: slot[0]
             ):
                 record, more = assemble(
@@ -95,7 +136,8 @@ def read_bulk(directory: Path, ruleset: RuleSet, bucket_bytes: int = BUCKET_BYTE
                     conditions_known=conditions_known,
                     treatments_known=treatments_known,
                 )
-                yield FhirRecord(record, notes + more)
+                error = InputError(first[0], first[1], first[2]) if first else None
+                yield FhirRecord(record, notes + more, error)
         store.close()
 
 
@@ -109,8 +151,9 @@ def export_files(directory: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _entries(path: Path) -> Iterator[tuple[str, Entry]]:
-    """Each resource of an NDJSON file with its line number; blank lines are skipped."""
+def _entries(path: Path) -> Iterator[tuple[str, Entry | InputError]]:
+    """Each resource of an NDJSON file with its line number (or why the line is not one);
+    blank lines are skipped."""
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -118,14 +161,24 @@ def _entries(path: Path) -> Iterator[tuple[str, Entry]]:
             try:
                 resource = orjson.loads(line)
             except orjson.JSONDecodeError as error:
-                raise InputError(
-                    f"not valid JSON: {error.msg}", str(path), f"{number}:{error.colno}"
-                ) from None
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                raise InputError(
-                    "not a FHIR resource (an object with a resourceType)", str(path), str(number)
+                yield (
+                    str(number),
+                    InputError(f"not valid JSON: {error.msg}", str(path), f"{number}:{error.colno}"),
                 )
+                continue
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                yield (
+                    str(number),
+                    InputError("not a FHIR resource (an object with a resourceType)", str(path), str(number)),
+                )
+                continue
             yield str(number), Entry(resource, f"line {number}")
+
+
+def _problem(error: InputError) -> list[Any]:
+    """An InputError as JSON, to spill with the partials: message, source, position."""
+    where = ":".join(p for p in (error.source, error.position) if p)
+    return [str(error).removeprefix(f"{where}: "), error.source, error.position]
 
 
 def _guard(path: Path, position: str, entry: Entry, read: Any) -> Any:
@@ -172,8 +225,10 @@ class _Store:
 
 
 def _merge(slots: dict[str, Slot], patient: str, item: list[Any]) -> None:
-    slot = slots.setdefault(patient, [0, None, [], []])
+    slot = slots.setdefault(patient, [0, None, [], [], None])
     if item[0] == "P":
         slot[0], slot[1], slot[2] = item[1], item[2], item[3]
+    elif item[0] == "E":
+        slot[4] = slot[4] or item[1]  # the first problem names the resource and the field
     else:
         slot[3].extend(item[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .fhir_assemble import DECEASED_ON
 from .fhir_observations import observation
 from .fhir_terms import (
     Coding,
@@ -79,8 +80,14 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
         sex = _individual_sex(resource, terms)
         if sex:
             base["sex"] = sex
-    if resource.get("deceasedBoolean") is True or field(resource, "deceasedDateTime", str, ""):
+    if field(resource, "deceasedBoolean", bool, ""):
         base["deceased"] = True
+    died = field(resource, "deceasedDateTime", str, "")
+    if died:
+        base["deceased"] = True
+        when = day(died, "deceasedDateTime")
+        if when:
+            base[DECEASED_ON] = when  # clip_to: not yet deceased on an earlier screening date
     return base, notes
 
 
@@ -126,14 +133,34 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
     onset = first_day(res, ("onsetDateTime", "onsetPeriod.start", "recordedDate"))
     abatement = first_day(res, ("abatementDateTime", "abatementPeriod.end", "abatementPeriod.start"))
     out: list[Partial] = []
+    if (
+        clinical is None
+        and not abated
+        and not any(terms.is_pain(c.code or "", c.system or "", c.display or code.text) for c in usable)
+    ):
+        # An encounter diagnosis may leave clinicalStatus out: what it shows is activity on
+        # its date, not that the condition is current now (a 2005 F11.10 is not recent use).
+        # A pain condition stays the condition the patient is referred for.
+        known = first_day(res, ("onsetPeriod.end", "recordedDate")) or onset
+        if known:
+            status, abatement = "resolved", known
+            out.append(
+                note(
+                    f"{source}: no clinicalStatus; read as last known active on {known} "
+                    "(its onset or recorded date), not as current"
+                )
+            )
+        else:
+            out.append(note(f"{source}: no clinicalStatus and no date; read as current"))
     covered: frozenset[str] = frozenset()
     ranked = sorted(
         ((terms.classify(c.code or "", c.system or "", c.display or code.text), c) for c in usable),
         key=lambda pair: -len(pair[0]),
     )
+    diagnoses = 0
     for classes, coding in ranked:
         # One diagnosis per condition, plus another coding only where it adds a value set.
-        if out and classes <= covered:
+        if diagnoses and classes <= covered:
             continue
         covered |= classes
         display = coding.display or code.text
@@ -148,6 +175,7 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
         }
         pain = status == "active" and terms.is_pain(coding.code or "", coding.system or "", display)
         out.append({"k": "dx", "pain": pain, "item": item})
+        diagnoses += 1
         if (
             status == "active"
             and terms.breastfeeding
@@ -169,15 +197,15 @@ def _medication(
         # The Medication is not in the input: its display, if any, still names the drug.
         shown = field(res["medicationReference"], "display", str, "medicationReference")
         drug = Concept((), shown) if shown else None
-    name = drug.label if drug else None
-    if drug is None or not name:
+    if drug is None or not drug.label:
         what = f"medication {ref} is not in the input" if ref else "medication without a code or name"
         return [note(f"{source}: {what}; not used")]
-    code = drug.code_in("rxnorm") or drug.code_in("snomed")
     out: list[Partial] = []
     if status == "active":
+        code, name = terms.drug(drug)
         out.append({"k": "med", "item": {"name": name, "code": code, "source": source}})
-    if not terms.is_treatment(code, name):
+    code, name = terms.drug(drug, terms.is_treatment)
+    if not name or not terms.is_treatment(code, name):
         return out
     if res.get("resourceType") == "MedicationStatement":
         start = first_day(res, ("effectivePeriod.start", "effectiveDateTime"))
@@ -237,12 +265,11 @@ def _allergy(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicatio
         return []
     if status_code(res, "clinicalStatus") in ("inactive", "resolved"):
         return []
-    code = concept(res, "code")
-    name = code.label if code else None
-    if code is None or not name:
+    value = concept(res, "code")
+    if value is None or not value.label:
         return []
-    item = {"substance": name, "code": code.code_in("rxnorm") or code.code_in("snomed"), "source": source}
-    return [{"k": "allergy", "item": item}]
+    code, name = terms.drug(value)
+    return [{"k": "allergy", "item": {"substance": name, "code": code, "source": source}}]
 
 
 _READERS: dict[str, Callable[[Mapping[str, Any], FhirTerms, str, MedicationLookup], list[Partial]]] = {

@@ -17,7 +17,9 @@ The date is the effective date (a period's end), else the ``issued`` date.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from .fhir_terms import Concept, FhirTerms, Partial, concept, day, field, note, number, objects
@@ -42,8 +44,21 @@ def _effective(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
             node = node.get(part) if isinstance(node, dict) else None
         found = day(node, path)
         if found:
-            return found, str(node)
+            return found, instant(str(node))
     return None, None
+
+
+def instant(value: str) -> str:
+    """A dateTime in comparable form: the same instant gives the same string, whatever
+    the notation (``...T10:00:00Z`` and ``...T10:00:00+00:00``); a date or a time without
+    a zone stays as written."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None or len(value) <= 10:
+        return value
+    return parsed.astimezone(UTC).isoformat()
 
 
 def _quantity(node: Mapping[str, Any], path: str) -> tuple[float | None, str | None]:
@@ -52,7 +67,8 @@ def _quantity(node: Mapping[str, Any], path: str) -> tuple[float | None, str | N
         return None, None
     quantity = field(node, "valueQuantity", dict, path)
     if quantity is not None:
-        unit = field(quantity, "code", str, path) or field(quantity, "unit", str, path)
+        where = f"{path}.valueQuantity" if path else "valueQuantity"
+        unit = field(quantity, "code", str, where) or field(quantity, "unit", str, where)
         return number(quantity.get("value")), unit
     for key in ("valueInteger", "valueDecimal", "valueString"):
         if key in node:
@@ -87,7 +103,14 @@ def observation(res: Mapping[str, Any], terms: FhirTerms, source: str, _: object
             return [note(f"{source}: blood pressure in {unit!r}, not mmHg; not used")]
         part = "systolic" if kind == "systolic_bp" else "diastolic"
         return [
-            {"k": "bp_half", "part": part, "value": value, "time": raw_time, "date": when, "source": source}
+            {
+                "k": "bp_half",
+                "part": part,
+                "value": mmhg(value),
+                "time": raw_time,
+                "date": when,
+                "source": source,
+            }
         ]
     if kind in ("pain_severity", "phq9_item9", "phq9_total"):
         if value is None:
@@ -124,10 +147,18 @@ def _bp_panel(
             if any(terms.observation(name, c) for c in codes):
                 value, unit = _quantity(component, where)
                 if value is not None and (unit is None or unit in _BP_UNITS):
-                    values.setdefault(part, value)
-    if len(values) < 2:
+                    values.setdefault(part, mmhg(value))
+    if not values:
         return []
+    if len(values) < 2:
+        # Half a reading is still the latest blood pressure: it must not let an older one decide.
+        return [{"k": "bp_incomplete", "known": values, "date": when, "source": source}]
     return [{"k": "bp", "item": {**values, "date": when, "source": source}}]
+
+
+def mmhg(value: float) -> float:
+    """A blood pressure to whole mmHg, the precision it is measured to (Synthea gives 108.058)."""
+    return float(math.floor(value + 0.5))
 
 
 def _component_scores(
@@ -148,7 +179,9 @@ def _score(kind: str, value: float | None, when: str, source: str) -> list[Parti
     if value is None:
         return []
     if kind == "pain_severity":
-        return [{"k": "pain", "item": {"score": value, "date": when, "source": source}}]
+        # To one decimal, the precision of a 0-10 scale (Synthea gives 0.663541).
+        score = math.floor(value * 10 + 0.5) / 10
+        return [{"k": "pain", "item": {"score": score, "date": when, "source": source}}]
     if value != int(value):
         return [note(f"{source}: PHQ-9 score {value:g} is not a whole number; not used")]
     key = "item9" if kind == "phq9_item9" else "total"

@@ -14,7 +14,7 @@ an :class:`~screening.errors.InputError` naming the file and the position.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -236,11 +236,22 @@ class FhirTerms:
         if NONSPECIFIC_PAIN_SET in sets:
             self.pain.append(sets[NONSPECIFIC_PAIN_SET])
         self.treatments = self._fact_sets(ruleset, "treatment_classes")
+        # Every drug code list (current medications, allergies, treatment classes).
+        self.drugs = [vs for vs in sets.values() if vs.rxnorm] + [
+            vs for vs in self.treatments if not vs.rxnorm
+        ]
         self.breastfeeding = sets.get(BREASTFEEDING_SET)
         self.diagnosis_sets = tuple(sets.values())
         self.outcomes = sorted(
             (vs for vs in sets.values() if vs.attributes.get("fhir_trial_outcome") in TRIAL_OUTCOME_ORDER),
             key=lambda vs: TRIAL_OUTCOME_ORDER.index(vs.attributes["fhir_trial_outcome"]),
+        )
+        self._outcome_words = {vs.id: _phrases(vs.text) for vs in self.outcomes}
+        negations = [word for vs in sets.values() if vs.attributes.get("fhir_negation") for word in vs.text]
+        self._negated = (
+            re.compile(r"\b(?:" + "|".join(map(re.escape, negations)) + r")(?:\s+[\w'-]+){0,3}\s*$")
+            if negations
+            else None
         )
         self.pregnancy_answers = _by_attribute(sets.values(), "fhir_pregnancy_status")
         self.sex_answers = _by_attribute(sets.values(), "fhir_sex")
@@ -292,6 +303,33 @@ class FhirTerms:
     def is_treatment(self, code: str | None, name: str | None) -> bool:
         return any(vs.matches_drug(code, name) for vs in self.treatments)
 
+    def is_drug(self, code: str | None, name: str | None) -> bool:
+        return any(vs.matches_drug(code, name) for vs in self.drugs)
+
+    def drug(
+        self, value: Concept, matches: Callable[[str | None, str | None], bool] | None = None
+    ) -> tuple[str | None, str | None]:
+        """The code and name to record for a coded drug or substance.
+
+        Every coding is tried, not only the first (a branded product code the code lists
+        do not hold often comes before its ingredient), then the text and every display
+        (fhir-mapping.md's fallback). The name is the concept's label, with the display
+        that matched added where the label does not hold it ("Xanax 0.5mg (alprazolam)"),
+        so that the record's item matches the same code lists.
+        """
+        matches = matches or self.is_drug
+        label = value.label
+        first = value.code_in("rxnorm") or value.code_in("snomed")
+        for coding in value.codings:
+            if coding.system in ("rxnorm", "snomed") and coding.code and matches(coding.code, None):
+                return coding.code, label
+        for text in (value.text, *(c.display for c in value.codings)):
+            if text and matches(None, text):
+                if label and text.lower() not in label.lower():
+                    return first, f"{label} ({text})"
+                return first, label or text
+        return first, label
+
     def trial_outcome(self, reasons: Iterable[Concept], notes: Iterable[str] = ()) -> str | None:
         """The outcome that reasons (codes, then words) and notes document, failure first."""
         reasons = list(reasons)
@@ -300,9 +338,20 @@ class FhirTerms:
             coded = any(
                 c.system == "snomed" and c.code in vs.snomed for concept in reasons for c in concept.codings
             )
-            if coded or any(vs.has_text(text) for text in texts):
+            if coded or any(self._says(vs, text) for text in texts):
                 return vs.attributes["fhir_trial_outcome"]
         return None
+
+    def _says(self, vs: ValueSet, text: str) -> bool:
+        """Whether the text holds one of the set's phrases, not negated ("no side effects")."""
+        words = self._outcome_words.get(vs.id)
+        if words is None or not text:
+            return False
+        lowered = text.lower()
+        return any(
+            self._negated is None or not self._negated.search(lowered[: found.start()])
+            for found in words.finditer(lowered)
+        )
 
     def answer(self, answers: Mapping[str, ValueSet], value: Concept | None) -> str | None:
         """The attribute value of the first answer set a coded value belongs to."""
@@ -326,6 +375,11 @@ class FhirTerms:
             if value.text
             else next((n for c in value.codings if (n := number(c.display)) is not None), None)
         )
+
+
+def _phrases(text: Iterable[str]) -> re.Pattern[str] | None:
+    phrases = sorted({t.lower() for t in text}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, phrases)) + r")\b") if phrases else None
 
 
 def _by_attribute(sets: Iterable[ValueSet], attribute: str) -> dict[str, ValueSet]:

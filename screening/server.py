@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import cdshooks
@@ -96,6 +97,73 @@ def error_response(error: Exception) -> Response:
         status, body = 500, error_body("internal_error", "internal error; the error was logged")
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as JSON; a content type other than JSON (or none) is a 415."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind and kind not in JSON_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON (application/json or application/fhir+json), not {kind[:80]}",
+            "Content-Type",
+        )
+    return load_json(await request.body(), source="request body")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable snake_case code, the message, and the field or position."""
+
+    code: str = Field(examples=["invalid_input"])
+    message: str
+    field: str | None = Field(description="The field or position (line:column) the error is about")
+    record_id: str | None = Field(default=None, description="422 invalid_record: the record's id")
+    problems: list[dict[str, Any]] | None = Field(
+        default=None, description="422 invalid_record: every problem, each with its field"
+    )
+
+
+class DecisionBody(BaseModel):
+    """A screening decision (see the README); a deceased patient gives ``not_screened``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    record_id: str | None = None
+    outcome: Literal["ineligible", "needs_information", "needs_review", "eligible_with_cautions", "eligible"]
+    as_of: str
+    summary: str
+    criteria: list[dict[str, Any]]
+    recommendations: list[str]
+    missing_information: list[str]
+
+
+class NotScreenedBody(BaseModel):
+    code: Literal["not_screened"]
+    message: str
+    record_id: str | None = None
+
+
+class BatchBody(BaseModel):
+    """``results`` in input order, each ``{position, decision | not_screened | error}``."""
+
+    count: int
+    results: list[dict[str, Any]]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        400: "Bad input: not JSON, not a record or FHIR resource, a bad query parameter",
+        401: "A valid bearer token is required",
+        404: "No such service",
+        413: "The body is over the size limit, or the batch over its limit",
+        415: "The body is not JSON (application/json or application/fhir+json)",
+        422: "The record is not valid (invalid_record, with every problem), or the request's parameters",
+    }
+    return {status: {"model": ErrorBody, "description": what[status]} for status in statuses}
 
 
 def create_app(
@@ -164,18 +232,44 @@ def create_app(
 
     protected = [Depends(authorised)]
     record_schema = Record.model_json_schema(ref_template="#/components/schemas/{model}")
-    body_doc = {
-        "requestBody": {
-            "required": True,
+    one = {
+        "oneOf": [
+            {"$ref": "#/components/schemas/Record"},
+            {"type": "object", "description": "A FHIR R4 resource, usually a Bundle"},
+        ]
+    }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        content = {kind: {"schema": schema} for kind in sorted(JSON_TYPES)}
+        return {"requestBody": {"required": True, "content": content}}
+
+    body_doc = body(one)
+    batch_doc = body(
+        {
+            "oneOf": [
+                {"type": "array", "items": one, "maxItems": batch_limit},
+                {
+                    "type": "object",
+                    "properties": {"records": {"type": "array", "items": one, "maxItems": batch_limit}},
+                    "required": ["records"],
+                },
+            ]
+        }
+    )
+    hook_doc = body({"$ref": "#/components/schemas/HookRequestBody"})
+    screened: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The decision (JSON, or text with format=text), or not_screened",
             "content": {
                 "application/json": {
                     "schema": {
                         "oneOf": [
-                            {"$ref": "#/components/schemas/Record"},
-                            {"type": "object", "description": "A FHIR R4 resource, usually a Bundle"},
+                            {"$ref": "#/components/schemas/DecisionBody"},
+                            {"$ref": "#/components/schemas/NotScreenedBody"},
                         ]
                     }
-                }
+                },
+                "text/plain": {"schema": {"type": "string"}},
             },
         }
     }
@@ -185,31 +279,44 @@ def create_app(
         """Liveness, with the rule set this process screens against."""
         return {"status": "ok", "ruleset": ruleset.summary(), "pid": os.getpid()}
 
-    @app.get("/rules", tags=["service"], dependencies=protected)
+    @app.get("/rules", tags=["service"], dependencies=protected, responses=_errors(401))
     def rules_endpoint() -> dict[str, Any]:
         """The rule set: id, version, sha256, parameters (with site overrides) and criteria."""
         return describe_rules(screener)
 
-    @app.post("/screen", tags=["screening"], dependencies=protected, openapi_extra=body_doc)
+    @app.post(
+        "/screen",
+        tags=["screening"],
+        dependencies=protected,
+        openapi_extra=body_doc,
+        responses={**screened, **_errors(400, 401, 413, 415, 422)},
+    )
     async def screen(request: Request, as_of: AsOf = None, format: Format = "json") -> Response:
         """Screen one native record, or the one patient of a FHIR Bundle.
 
         A deceased patient answers 200 with ``{"code": "not_screened", ...}``.
         """
-        data = load_json(await request.body(), source="request body")
+        data = await json_body(request)
         result = await offload(_screen_one, screener, data, day(as_of))
         if format == "text":
             return PlainTextResponse(_text(result))
         body = result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
         return Response(body, media_type="application/json")
 
-    @app.post("/screen/batch", tags=["screening"], dependencies=protected)
+    @app.post(
+        "/screen/batch",
+        tags=["screening"],
+        dependencies=protected,
+        openapi_extra=batch_doc,
+        response_model=BatchBody,
+        responses=_errors(400, 401, 413, 415, 422),
+    )
     async def screen_batch(request: Request, as_of: AsOf = None) -> Response:
         """Screen a small batch: a JSON array of records or FHIR Bundles (or ``{"records": [...]}``).
 
         Each result is ``{"position", "decision" | "not_screened" | "error"}``, in input order.
         """
-        data = load_json(await request.body(), source="request body")
+        data = await json_body(request)
         items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
         if is_fhir(items):
             items = [items]
@@ -222,22 +329,34 @@ def create_app(
             orjson.dumps({"count": len(results), "results": results}), media_type="application/json"
         )
 
-    @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected)
+    @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected, responses=_errors(401))
     def cds_discovery() -> dict[str, Any]:
         """CDS Hooks discovery: the patient-view service and its prefetch templates."""
         return cdshooks.discovery(ruleset)
 
-    @app.post("/cds-services/{service_id}", tags=["cds-hooks"], dependencies=protected)
+    @app.post(
+        "/cds-services/{service_id}",
+        tags=["cds-hooks"],
+        dependencies=protected,
+        openapi_extra=hook_doc,
+        response_model=cdshooks.CardsBody,
+        responses=_errors(400, 401, 404, 413, 415, 422),
+    )
     async def cds_service(service_id: str, request: Request) -> Response:
         """CDS Hooks: screen the patient from the prefetch and answer with cards."""
         if service_id != cdshooks.SERVICE_ID:
             raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
-        data = load_json(await request.body(), source="request body")
+        data = await json_body(request)
         hook = cdshooks.read_hook(data, "request body")
-        if hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
+        problem = hook.mismatch()
+        if problem is None and hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
             await _fetch_missing(fetcher, hook, cdshooks.queries(ruleset))
-        result = await offload(_screen_hook, screener, hook, day(None))
-        cards = cdshooks.cards(result, ruleset, hook.unavailable)
+            problem = hook.mismatch()
+        if problem is not None:
+            cards = [cdshooks.mismatch_card(problem, hook.patient_id, ruleset)]
+        else:
+            result = await offload(_screen_hook, screener, hook, day(None))
+            cards = cdshooks.cards(result, ruleset, hook.unavailable, hook.failed)
         return Response(orjson.dumps({"cards": cards}), media_type="application/json")
 
     _add_schemas(app, record_schema)
@@ -256,6 +375,10 @@ def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
             defs = dict(record_schema.get("$defs", {}))
             components.update(defs)
             components["Record"] = {k: v for k, v in record_schema.items() if k != "$defs"}
+            for model in (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, ErrorBody):
+                found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(found.pop("$defs", {}))
+                components[model.__name__] = found
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -310,10 +433,14 @@ def _batch_result(position: int, result: Any) -> dict[str, Any]:
 async def _fetch_missing(fetcher: FhirFetcher, hook: cdshooks.HookRequest, queries: dict[str, str]) -> None:
     wanted = {kind: queries[kind] for kind in hook.unavailable}
     found, failed = await fetcher.fetch(hook.fhir_server or "", hook.token or "", hook.patient_id, wanted)
+    hook.failed.update(failed)
     for kind, body in found:
+        if kind in failed:
+            continue  # a search with a failed page is incomplete: the type stays unavailable
         try:
             hook.add(body, f"fetched {kind}", kind, "fhirServer")
         except InputError as error:
+            hook.failed[kind] = "the FHIR server's answer could not be read"
             hook.notes.append(f"{kind} from the FHIR server could not be read: {error}")
     hook.notes.extend(f"{kind} could not be fetched: {reason}" for kind, reason in failed.items())
 

@@ -1,0 +1,243 @@
+"""CDS Hooks and the HTTP service: the cases an audit found wrong (each failed before its fix).
+
+In-process, on the real engine and rule files; the remote FHIR server is an httpx
+MockTransport.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from screening import Screener
+from screening.cdshooks import SUMMARY_LIMIT, _clip
+from screening.fhir_fetch import FhirFetcher
+from screening.server import create_app
+
+from .conftest import AS_OF
+from .test_cdshooks import SERVICE, check_cards, hook_request, prefetch_of
+from .test_fhir import NATIVE_CASES, to_bundle
+
+DAY = date.fromisoformat(AS_OF)
+SERVER = "https://fhir.example.org/r4"
+
+
+@pytest.fixture(scope="module")
+def client(screener: Screener) -> TestClient:
+    return TestClient(create_app(screener, as_of=DAY))
+
+
+def eligible_prefetch() -> tuple[dict[str, Any], str]:
+    data = to_bundle(NATIVE_CASES["base_eligible"])
+    prefetch = prefetch_of(data)
+    return prefetch, prefetch["patient"]["id"]
+
+
+def test_the_base_case_gets_an_info_card(client: TestClient) -> None:
+    prefetch, patient = eligible_prefetch()
+    [card] = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert card["indicator"] == "info" and "criteria met" in card["summary"]
+
+
+# -- 3. data not provided is not "criteria met" --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "criterion"),
+    [
+        ("allergies", "EXC-HYPERSENSITIVITY"),
+        ("conditions", "EXC-CV-UNSTABLE"),
+        ("medicationStatements", "CAU-BENZODIAZEPINE"),
+    ],
+)
+def test_a_missing_prefetch_kind_leaves_its_criteria_unchecked(
+    client: TestClient, key: str, criterion: str
+) -> None:
+    prefetch, patient = eligible_prefetch()
+    del prefetch[key]
+    main, unavailable = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert main["indicator"] == "warning" and "criteria met" not in main["summary"]
+    assert main["summary"].startswith("Ketamine screening incomplete")
+    section = main["detail"].split("### Not checked: the data was not provided")[1].split("###")[0]
+    assert f"**{criterion}**" in section
+    assert criterion not in main["detail"].split("Criteria without findings:")[-1]
+    assert unavailable["indicator"] == "warning"
+
+
+# -- 4. a partial fetch is unavailable data -------------------------------------------------
+
+
+def _fetching_app(screener: Screener, handler: Any, max_pages: int = 10) -> TestClient:
+    fetcher = FhirFetcher([SERVER], transport=httpx.MockTransport(handler), max_pages=max_pages)
+    return TestClient(create_app(screener, as_of=DAY, fetcher=fetcher))
+
+
+def _fetch_request(prefetch: dict[str, Any], patient: str) -> dict[str, Any]:
+    return hook_request(prefetch, patient, fhirServer=SERVER, fhirAuthorization={"access_token": "t"})
+
+
+def _searchset(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in resources],
+    }
+    if next_url:
+        out["link"] = [{"relation": "next", "url": next_url}]
+    return out
+
+
+def test_a_search_with_a_failed_page_is_unavailable(screener: Screener) -> None:
+    prefetch, patient = eligible_prefetch()
+    first = [e["resource"] for e in prefetch.pop("conditions")["entry"]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Condition"):
+            if request.url.params.get("page") == "2":
+                return httpx.Response(500)
+            return httpx.Response(200, json=_searchset(first, f"{SERVER}/Condition?patient={patient}&page=2"))
+        return httpx.Response(404)
+
+    main, unavailable = check_cards(
+        _fetching_app(screener, handler).post(SERVICE, json=_fetch_request(prefetch, patient)).json()
+    )
+    assert main["indicator"] == "warning" and "criteria met" not in main["summary"]
+    assert unavailable["summary"].endswith(": Condition")
+    assert "the FHIR server answered 500" in unavailable["detail"]
+    assert "**EXC-PSYCHOSIS** Psychosis or psychotic disorder: unknown" in main["detail"]
+
+
+def test_a_search_past_the_page_limit_is_unavailable(screener: Screener) -> None:
+    prefetch, patient = eligible_prefetch()
+    allergies = prefetch.pop("allergies")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "0"))
+        next_url = f"{SERVER}/AllergyIntolerance?patient={patient}&page={page + 1}"
+        return httpx.Response(200, json=_searchset([e["resource"] for e in allergies["entry"]], next_url))
+
+    main, unavailable = check_cards(
+        _fetching_app(screener, handler, max_pages=2)
+        .post(SERVICE, json=_fetch_request(prefetch, patient))
+        .json()
+    )
+    assert (
+        unavailable["summary"].endswith(": AllergyIntolerance")
+        and "more than 2 pages" in unavailable["detail"]
+    )
+    assert "criteria met" not in main["summary"]
+
+
+# -- 5. a prefetch about another patient ------------------------------------------------------
+
+
+def test_a_prefetch_for_another_patient_gets_a_clear_card(client: TestClient) -> None:
+    prefetch, _ = eligible_prefetch()
+    [card] = check_cards(client.post(SERVICE, json=hook_request(prefetch, "someone-else")).json())
+    assert card["indicator"] == "warning" and "does not match the patient" in card["summary"]
+    assert "not eligible" not in card["summary"]
+    prefetch, patient = eligible_prefetch()
+    stranger = copy.deepcopy(prefetch["conditions"]["entry"][0])
+    stranger["resource"] |= {"id": "theirs", "subject": {"reference": "Patient/someone-else"}}
+    prefetch["conditions"]["entry"].append(stranger)
+    [card] = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert "does not match" in card["summary"] and "Condition/theirs" in card["detail"]
+
+
+# -- 8. the needs_information summary names what applies ----------------------------------
+
+
+def test_the_incomplete_summary_names_the_missing_pain_condition(client: TestClient) -> None:
+    prefetch, patient = eligible_prefetch()
+    prefetch["conditions"]["entry"] = []
+    main = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())[0]
+    assert main["indicator"] == "warning"
+    assert main["summary"].startswith("Ketamine screening incomplete: missing the primary pain condition")
+    assert "onset" not in main["summary"]
+
+
+# -- 14. only patient-view, and a hookInstance ---------------------------------------------------
+
+
+def test_the_hook_and_hook_instance_are_checked(client: TestClient) -> None:
+    prefetch, patient = eligible_prefetch()
+    order_sign = {**hook_request(prefetch, patient), "hook": "order-sign"}
+    response = client.post(SERVICE, json=order_sign)
+    assert response.status_code == 400 and response.json()["field"] == "hook"
+    assert "patient-view" in response.json()["message"]
+    anonymous = hook_request(prefetch, patient)
+    del anonymous["hookInstance"]
+    response = client.post(SERVICE, json=anonymous)
+    assert response.status_code == 400 and response.json()["field"] == "hookInstance"
+
+
+# -- 15. summaries cut at a word ---------------------------------------------------------------
+
+
+def test_summaries_are_cut_at_a_word_boundary() -> None:
+    text = "Ketamine infusion not eligible: combined opioid with other drug dependence, continuous; " + (
+        "sedative hypnotic or anxiolytic dependence " * 3
+    )
+    clipped = _clip(text)
+    assert len(clipped) <= SUMMARY_LIMIT < 140 and clipped.endswith("…")
+    assert text.startswith(clipped[:-1]) and text[len(clipped) - 1] == " "
+    assert _clip("short") == "short"
+
+
+# -- 13. the content type ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "body"),
+    [
+        ("/screen", "application/xml", b"<Bundle/>"),
+        ("/screen", "application/x-www-form-urlencoded", b"id=1"),
+        ("/screen/batch", "text/plain", b"[]"),
+        (SERVICE, "application/xml", b"<hook/>"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_415(client: TestClient, path: str, kind: str, body: bytes) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": kind})
+    assert response.status_code == 415
+    assert response.json() == {
+        "code": "unsupported_media_type",
+        "message": f"the body must be JSON (application/json or application/fhir+json), not {kind}",
+        "field": "Content-Type",
+    }
+
+
+@pytest.mark.parametrize("kind", [None, "application/json", "application/fhir+json; charset=utf-8"])
+def test_json_content_types_are_accepted(client: TestClient, kind: str | None) -> None:
+    prefetch, patient = eligible_prefetch()
+    headers = {"Content-Type": kind} if kind else {}
+    response = client.post(SERVICE, content=json.dumps(hook_request(prefetch, patient)), headers=headers)
+    assert response.status_code == 200, response.text
+
+
+# -- 9. OpenAPI says what the service answers ---------------------------------------------------
+
+
+def test_openapi_documents_errors_answers_and_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["ErrorBody"]["required"]) == {"code", "message", "field"}
+    assert "HTTPValidationError" not in schemas
+    for path in ("/screen", "/screen/batch", "/cds-services/{service_id}"):
+        post = spec["paths"][path]["post"]
+        for status in ("400", "401", "413", "415", "422"):
+            schema = post["responses"][status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+        assert post["responses"]["200"]["content"]["application/json"]["schema"] != {}
+        assert set(post["requestBody"]["content"]) == {"application/json", "application/fhir+json"}
+    hook = spec["paths"]["/cds-services/{service_id}"]["post"]["requestBody"]["content"]["application/json"]
+    assert hook["schema"] == {"$ref": "#/components/schemas/HookRequestBody"}
+    assert {"hook", "hookInstance", "context"} <= set(schemas["HookRequestBody"]["required"])
+    batch = spec["paths"]["/screen/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["oneOf"][0]["type"] == "array"
+    assert "DecisionBody" in json.dumps(spec["paths"]["/screen"]["post"]["responses"]["200"])
