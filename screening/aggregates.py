@@ -36,7 +36,16 @@ from .valuesets import ValueSet
 FactValue = bool | int | float | str | None
 FactType = Literal["number", "boolean", "string"]
 ArgKind = Literal["days", "months", "number", "value_set", "value_sets", "statuses", "answer", "field"]
-ANSWER_FIELDS = ("psychiatric_history", "substance_use_history", "treatments")
+ANSWER_FIELDS = (
+    "psychiatric_history",
+    "substance_use_history",
+    "treatments",
+    "conditions",
+    "medications",
+    "allergies",
+)
+"""The record lists that can be blank (``null``: not asked, or not available), so that the
+facts read from them are unknown and the decision asks for them (``answered_by``)."""
 RECORD_FIELD_TYPES: dict[str, FactType] = {"breastfeeding": "boolean", "sex": "string", "weight_kg": "number"}
 DIAGNOSES = "diagnoses"
 """In an aggregate's ``reads``: the record's diagnoses in the aggregate's ``value_sets``."""
@@ -138,7 +147,7 @@ class RecordView:
             every = [
                 *(record.psychiatric_history or ()),
                 *(record.substance_use_history or ()),
-                *record.conditions,
+                *(record.conditions or ()),
                 *record.pain_conditions,
             ]
             self._diagnoses = [(dx, self.classify(dx)) for dx in every]
@@ -156,7 +165,9 @@ class RecordView:
         if self._medications is None:
             drug = self.classify.drug
             self._medications = [
-                (med, drug(med.code, med.name)) for med in self.record.medications if med.status == "current"
+                (med, drug(med.code, med.name))
+                for med in self.record.medications or ()
+                if med.status == "current"
             ]
         return self._medications
 
@@ -424,6 +435,7 @@ def _matching(
 
 
 def _unanswered(record: Record, args: Mapping[str, Any]) -> str | None:
+    """The ``answered_by`` list when the record left it blank (``null``), else None."""
     answer = args.get("answered_by")
     return answer if answer and getattr(record, answer) is None else None
 
@@ -449,7 +461,8 @@ def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Whether any diagnosis list holds a code of the value sets, with a status and onset window.
 
     Unknown (None) when nothing matched but ``answered_by`` names a list the record left
-    blank, or when a match lacks the onset date its window needs.
+    blank (``null``), or when a match lacks the onset date its window needs. A match in any
+    list settles it as met, even with the ``answered_by`` list blank.
     """
     record, as_of = view.record, view.as_of
     within = args.get("onset_within_months")

@@ -19,6 +19,7 @@ from .aggregates import (
     _any_of,
     _attribute_of_first,
     _iso,
+    _unanswered,
     aggregate,
 )
 from .record import FAILED_OUTCOMES, TreatmentTrial, TrialOutcome
@@ -144,15 +145,22 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
 
 @aggregate(
     {"value": "boolean", "names": "string"},
-    {"value_sets": "value_sets"},
-    unknown_only_with=(),
+    {"value_sets": "value_sets", "answered_by": "answer"},
+    optional={"answered_by"},
+    unknown_only_with={"answered_by"},
     reads={"medications"},
 )
 def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Whether a current medication matches the value sets (by RxNorm code or ingredient)."""
+    """Whether a current medication matches the value sets (by RxNorm code or ingredient).
+
+    Unknown (None) when the ``answered_by`` list (the medications) is blank: not available.
+    """
     value_sets = args["value_sets"]
     hits = [m for m, value_set_ids in view.current_medications() if _any_of(value_sets, value_set_ids)]
     if not hits:
+        blocked = _unanswered(view.record, args)
+        if blocked:
+            return Finding({"value": None, "names": None}, blocked_by=blocked)
         return Finding({"value": False, "names": "none"})
     evidence = [
         Evidence(f"{m.name}" + (f" {m.daily_dose_mg:g} mg/day" if m.daily_dose_mg else ""), None, m.source)
@@ -161,12 +169,21 @@ def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
     return Finding({"value": True, "names": ", ".join(m.name for m in hits)}, evidence)
 
 
-@aggregate({"value": "number"}, {"value_set": "value_set"}, reads={"medications"})
+@aggregate(
+    {"value": "number"},
+    {"value_set": "value_set", "answered_by": "answer"},
+    optional={"answered_by"},
+    reads={"medications"},
+)
 def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Total current daily dose in reference-drug mg, by the value set's ``dose_factors``.
 
-    0 with no matching current drug; unknown when a matching drug has no dose or factor.
+    0 with no matching current drug; unknown when a matching drug has no dose or factor,
+    or when the ``answered_by`` list (the medications) is blank: not available.
     """
+    blocked = _unanswered(view.record, args)
+    if blocked:
+        return Finding({"value": None}, blocked_by=blocked)
     value_set: ValueSet = args["value_set"]
     total = 0.0
     evidence = []
@@ -189,15 +206,22 @@ def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
 
 @aggregate(
     {"value": "boolean", "names": "string"},
-    {"value_sets": "value_sets"},
-    unknown_only_with=(),
+    {"value_sets": "value_sets", "answered_by": "answer"},
+    optional={"answered_by"},
+    unknown_only_with={"answered_by"},
     reads={"allergies"},
 )
 def has_allergy(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Whether a documented allergy or hypersensitivity matches the value sets."""
+    """Whether a documented allergy or hypersensitivity matches the value sets.
+
+    Unknown (None) when the ``answered_by`` list (the allergies) is blank: not available.
+    """
     drug, value_sets = view.classify.drug, args["value_sets"]
-    hits = [a for a in view.record.allergies if _any_of(value_sets, drug(a.code, a.substance))]
+    hits = [a for a in view.record.allergies or () if _any_of(value_sets, drug(a.code, a.substance))]
     if not hits:
+        blocked = _unanswered(view.record, args)
+        if blocked:
+            return Finding({"value": None, "names": None}, blocked_by=blocked)
         return Finding({"value": False, "names": "none"})
     evidence = [Evidence(f"allergy: {a.substance}", None, a.source) for a in hits]
     return Finding({"value": True, "names": ", ".join(a.substance for a in hits)}, evidence)

@@ -8,7 +8,8 @@ clinical spec says such absence is not an unknown.
 Most records have none of the diagnoses most facts look for, and leave some lists empty
 (no labs, no allergies). An aggregate that reads only lists (``Aggregate.reads``) finds the
 same for every record whose lists it reads are empty, given the screening date and which
-history lists are blank. So a :class:`FactPlan` works those facts out once, and each record
+of the lists that may be blank (``ANSWER_FIELDS``: histories, problem list, medications,
+allergies) are ``null``. So a :class:`FactPlan` works those facts out once, and each record
 starts from them and computes only the facts whose lists it has.
 """
 
@@ -32,8 +33,9 @@ from .compiler import FACT_TYPE
 from .record import Record
 from .ruleset import RuleSet
 
-_MAX_SHARED = 64
-"""Shared facts kept per plan: one set per screening date and combination of blank lists."""
+_MAX_SHARED = 256
+"""Shared facts kept per plan: one set per screening date and combination of blank lists
+(2 ** len(ANSWER_FIELDS) = 64 combinations per date)."""
 
 
 @dataclass(slots=True)
@@ -169,7 +171,7 @@ class FactPlan:
         return computed
 
     def shared(self, record: Record, as_of: date) -> _Shared:
-        """The shared facts for the record's screening date and blank history lists."""
+        """The shared facts for the record's screening date and blank (``null``) answer lists."""
         key = (as_of, tuple(getattr(record, name) is None for name in ANSWER_FIELDS))
         shared = self._shared.get(key)
         if shared is None:

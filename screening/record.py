@@ -2,9 +2,13 @@
 
 The model tells *unknown* apart from *none*. A list that is ``null`` or left out is
 unknown where the clinical spec needs an explicit answer (psychiatric history, substance
-use history, treatment history); an empty list ``[]`` is an explicit "none". Lists of
-observations (blood pressure, pain scores, labs) default to empty: a missing reading makes
-the criteria that need it *unknown* through their recency windows, not through the list.
+use history, treatment history); an empty list ``[]`` is an explicit "none". The problem
+list, medications and allergies left out are none (the spec: with no medication list entry
+there is no current drug), but an explicit ``null`` says the source could not supply them
+("not available", e.g. an EHR feed that failed), and the criteria that read them are then
+unknown rather than silently "not met". Lists of observations (blood pressure, pain
+scores, labs) default to empty: a missing reading makes the criteria that need it
+*unknown* through their recency windows, not through the list.
 
 :func:`parse_record` is the one way in: it validates against the screening date and turns
 every pydantic complaint into a :class:`~screening.errors.RecordError` that names the record
@@ -264,15 +268,25 @@ class Record(BaseModel):
     substance_use_history: list[Diagnosis] | None = Field(
         default=None, description="null: not asked (unknown); []: explicitly none."
     )
-    conditions: list[Diagnosis] = Field(
-        default=[], description="Other diagnoses: cardiovascular, hepatic, neurological, ..."
+    conditions: list[Diagnosis] | None = Field(
+        default=[],
+        description=(
+            "Other diagnoses: cardiovascular, hepatic, neurological, ... "
+            "Left out or []: none; null: the problem list is not available (unknown)."
+        ),
     )
     blood_pressure: list[BloodPressure] = []
     heart_rate: list[HeartRate] = []
     labs: list[LabResult] = []
     phq9: list[Phq9] = []
-    medications: list[Medication] = []
-    allergies: list[Allergy] = []
+    medications: list[Medication] | None = Field(
+        default=[],
+        description="Left out or []: no medication; null: the medication list is not available (unknown).",
+    )
+    allergies: list[Allergy] | None = Field(
+        default=[],
+        description="Left out or []: no allergy; null: the allergy list is not available (unknown).",
+    )
 
     @field_validator("birth_date")
     @classmethod

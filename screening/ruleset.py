@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .aggregates import Aggregate, FactType, FactValue
+from .aggregates import ANSWER_FIELDS, Aggregate, FactType, FactValue
 from .conditions import Condition, Scalar
 from .errors import Problem, RuleSetError
 from .rulefiles import (
-    ANSWER_KEYS,
     KEYED_MODELS,
     NAME_PATTERN,
     NAME_RULE,
@@ -334,10 +333,11 @@ def _read_entry(
     defined[key] = (positions, where)
     parsed: Any = None
     if section == "answers":
-        if key not in ANSWER_KEYS:
+        # The record lists that may be blank: the same names an answered_by argument takes.
+        if key not in ANSWER_FIELDS:
             problems.append(
                 positions.problem(
-                    where, "unknown_key", f"answers: {key!r} is not one of {', '.join(ANSWER_KEYS)}"
+                    where, "unknown_key", f"answers: {key!r} is not one of {', '.join(ANSWER_FIELDS)}"
                 )
             )
         elif not isinstance(value, str):

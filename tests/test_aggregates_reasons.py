@@ -9,6 +9,7 @@ import pytest
 
 from screening import Screener
 from screening.aggregates import months_between, months_text
+from screening.facts import FactSheet, compute_facts
 from screening.record import parse_record
 
 from .conftest import AS_OF, eligible_record
@@ -204,3 +205,67 @@ def test_malformed_diagnosis_codes_are_rejected_naming_the_field(item: dict[str,
         parse_record(eligible_record(psychiatric_history=[item]), date(2026, 11, 22))
     assert "psychiatric_history[0].code" in str(raised.value)
     assert words in str(raised.value)
+
+
+def facts_of(screener: Screener, **changes: Any) -> FactSheet:
+    record = parse_record(eligible_record(**changes), date.fromisoformat(AS_OF))
+    return compute_facts(screener.ruleset, record, date.fromisoformat(AS_OF))
+
+
+@pytest.mark.parametrize(
+    ("field", "facts"),
+    [
+        (
+            "conditions",
+            ["hepatic_severe", "hyperthyroid", "cv_event_recent", "seizure_disorder", "hypertension_dx"],
+        ),
+        ("medications", ["benzodiazepine", "benzodiazepine_dose", "lamotrigine", "opioid_therapy"]),
+        ("allergies", ["ketamine_allergy"]),
+    ],
+)
+def test_a_list_not_available_leaves_its_facts_unknown_and_asks_for_it(
+    screener: Screener, field: str, facts: list[str]
+) -> None:
+    unavailable = facts_of(screener, **{field: None})
+    empty = facts_of(screener, **{field: []})
+    for name in facts:
+        assert unavailable.values[name] is None, name
+        assert unavailable.blocked_by[name] == field, name
+        assert empty.values[name] in (False, 0), name
+        assert name not in empty.blocked_by
+    # Only the facts of that list: the psychiatric history is still answered.
+    assert unavailable.values["psychotic_disorder"] is False
+
+
+def test_a_match_in_another_list_settles_a_problem_list_fact_without_the_problem_list(
+    screener: Screener,
+) -> None:
+    pain = [
+        {"code": "G90.512", "display": "CRPS I", "onset": "2023-05-10", "primary": True},
+        {"code": "H40.9", "display": "Unspecified glaucoma", "onset": "2024-01-01"},
+    ]
+    sheet = facts_of(screener, conditions=None, pain_conditions=pain)
+    assert sheet.values["raised_icp_iop"] is True
+    assert "raised_icp_iop" not in sheet.blocked_by
+    assert sheet.values["seizure_disorder"] is None
+    # A recent stroke behind a central post-stroke pain: met in its onset window, while
+    # an older event could still be on the missing problem list.
+    stroke = {"code": "I63.9", "display": "Cerebral infarction", "onset": "2026-09-01"}
+    sheet = facts_of(screener, conditions=None, pain_conditions=[pain[0], stroke])
+    assert sheet.values["cv_event_recent"] is True
+    assert sheet.values["cv_event_past"] is None
+    assert sheet.blocked_by["cv_event_past"] == "conditions"
+
+
+def test_reasons_say_the_medication_or_allergy_list_is_not_available(
+    screener: Screener,
+) -> None:
+    status, text = reason(screener, "CAU-OPIOID-THERAPY", medications=None)
+    assert (status, text) == ("unknown", "the medication list is not available")
+    status, text = reason(screener, "EXC-HYPERSENSITIVITY", allergies=None)
+    assert status == "unknown"
+    assert "allergy list is not available" in text
+    status, text = reason(
+        screener, "EXC-HYPERSENSITIVITY", allergies=[{"substance": "ketamine", "code": "6130"}]
+    )
+    assert status == "met"

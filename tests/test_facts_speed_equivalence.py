@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 from datetime import date
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pytest
 
@@ -63,14 +64,33 @@ def as_compared(sheet: FactSheet) -> dict[str, Any]:
     }
 
 
+NULLABLE = frozenset(
+    name
+    for name, info in Record.model_fields.items()
+    if get_origin(info.annotation) in (Union, UnionType)
+    and any(get_origin(arg) is list for arg in get_args(info.annotation))
+)
+"""The record lists that may be null: every one must be an answer field, so that the
+shared facts are keyed on whether it is blank."""
+
+
+def test_every_list_that_may_be_null_is_an_answer_field() -> None:
+    assert set(ANSWER_FIELDS) == NULLABLE
+    assert {"conditions", "medications", "allergies"} <= NULLABLE
+
+
 def varied(data: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """Blank some history lists and empty some other lists, to reach every shared case."""
+    """Blank (null) some answer lists (histories, problem list, medications, allergies),
+    empty some other lists or leave them out, to reach every shared case."""
     for name in ANSWER_FIELDS:
         if rng.random() < 0.25:
             data[name] = rng.choice([None, []])
     for name in LISTS:
-        if rng.random() < 0.15:
+        roll = rng.random()
+        if roll < 0.15:
             data[name] = []
+        elif roll < 0.2:
+            data.pop(name, None)
     return data
 
 
@@ -79,8 +99,11 @@ def test_compute_facts_equals_every_fact_computed_directly(screener: Screener, s
     day = date.fromisoformat(as_of)
     rng = random.Random(seed)
     checked = 0
+    blanked: dict[str, int] = dict.fromkeys(ANSWER_FIELDS, 0)
     for data in generate_records(400, seed=seed, as_of=as_of):
         record = parse_record(varied(dict(data), rng), day)
+        for name in ANSWER_FIELDS:
+            blanked[name] += getattr(record, name) is None
         expected = reference(screener.ruleset, record, day)
         with_plan = compute_facts(screener.ruleset, record, day, screener._classify, screener._plan)
         without_plan = compute_facts(screener.ruleset, record, day)
@@ -89,6 +112,7 @@ def test_compute_facts_equals_every_fact_computed_directly(screener: Screener, s
         assert as_compared(without_plan) == expected, record.id
         checked += 1
     assert checked == 400
+    assert min(blanked.values()) >= 20, blanked
 
 
 def test_memoised_drug_and_lab_classes_match_the_value_sets(screener: Screener) -> None:

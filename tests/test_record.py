@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from screening import InputError, RecordError, Screener
+from screening.record import Record, parse_record
 
 from .conftest import AS_OF, eligible_record
 
@@ -78,3 +81,45 @@ def test_same_record_and_date_give_the_same_decision(screener: Screener) -> None
     first = screener.screen(eligible_record(), as_of=AS_OF).to_json()
     second = screener.screen(eligible_record(), as_of=AS_OF).to_json()
     assert first == second
+
+
+@pytest.mark.parametrize(
+    ("field", "criterion", "outcome", "asked"),
+    [
+        ("conditions", "EXC-HEPATIC-SEVERE", "needs_information", "the problem list"),
+        ("allergies", "EXC-HYPERSENSITIVITY", "needs_information", "the allergy list"),
+        # An unknown caution is listed as not checked and leaves the outcome as it was.
+        ("medications", "CAU-BENZODIAZEPINE", "eligible", None),
+    ],
+)
+def test_problem_list_medications_and_allergies_left_out_are_none_but_null_is_not_available(
+    screener: Screener, field: str, criterion: str, outcome: str, asked: str | None
+) -> None:
+    left_out = eligible_record()
+    del left_out[field]
+    assert parse_record(left_out, date.fromisoformat(AS_OF)).model_dump()[field] == []
+    assert (
+        parse_record(eligible_record(**{field: None}), date.fromisoformat(AS_OF)).model_dump()[field] is None
+    )
+
+    none = screener.screen(left_out, as_of=AS_OF)
+    assert none.criterion(criterion).status == "not_met"
+    assert none.outcome.value == "eligible"
+    assert none.to_json() == screener.screen(eligible_record(**{field: []}), as_of=AS_OF).to_json()
+
+    unavailable = screener.screen(eligible_record(**{field: None}), as_of=AS_OF)
+    assert unavailable.criterion(criterion).status == "unknown"
+    assert "not available" in unavailable.criterion(criterion).reason
+    assert unavailable.outcome.value == outcome
+    if asked:
+        assert any(item.startswith(asked) for item in unavailable.missing_information)
+    else:
+        assert any(note.startswith(f"{criterion} ") for note in unavailable.not_checked)
+
+
+def test_the_schema_says_null_is_not_available_and_left_out_is_none() -> None:
+    properties = Record.model_json_schema()["properties"]
+    for field in ("conditions", "medications", "allergies"):
+        assert properties[field]["default"] == []
+        assert "null" in properties[field]["description"]
+        assert "not available" in properties[field]["description"]
