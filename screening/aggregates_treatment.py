@@ -64,7 +64,7 @@ def _classes(count: int) -> str:
         "open": "string",
     },
     {"value_sets": "value_sets"},
-    reads={"treatments"},
+    reads={"treatments", "medications"},
 )
 def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Distinct treatment classes with a failed trial, and how many more might have one.
@@ -76,6 +76,9 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
     recognised and that did not work (failed, unknown or ongoing): unknown is never taken
     as not met. ``summary`` says all this in words (also with no treatment history);
     ``open`` names what would settle it, or is unknown when nothing is open.
+
+    A current medication of a treatment class with no trial of that drug in the history is
+    an ongoing trial (as an active FHIR order is): its outcome is not known yet.
     """
     treatments = view.record.treatments
     if treatments is None:
@@ -107,6 +110,23 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
         if trial.outcome in FAILED_OUTCOMES:
             failed.add(klass)
         elif trial.outcome in OPEN_OUTCOMES:
+            undetermined.setdefault(klass, []).append(trial)
+    tried = {trial.name.strip().lower() for trial in treatments}
+    for med, _ in view.current_medications():
+        if med.name.strip().lower() in tried:
+            continue
+        klass = _attribute_of_first(value_sets, drug(med.code, med.name), "treatment_class")
+        if klass is not None:
+            trial = TreatmentTrial(
+                name=med.name, code=med.code, outcome=TrialOutcome.ongoing, source=med.source
+            )
+            evidence.append(
+                Evidence(
+                    f"{med.name}: current medication, outcome not recorded [{labels.get(klass, klass)}]",
+                    None,
+                    med.source,
+                )
+            )
             undetermined.setdefault(klass, []).append(trial)
     open_classes = sorted(set(undetermined) - failed)
     failed_labels = ", ".join(sorted(labels.get(k, k) for k in failed))

@@ -21,22 +21,25 @@ which is input order, and :mod:`~screening.batch_output` appends their lines who
 
 from __future__ import annotations
 
+import csv
 import itertools
 import os
+import re
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .batch_inputs import Item, detect_format, input_size, read_inputs
-from .batch_output import LineWriter, Written, scan_output
+from .batch_inputs import FORMATS, Item, csv_header, detect_format, input_size, read_inputs
+from .batch_output import LineWriter, Written, id_key, scan_output
 from .batch_pool import WorkerPool, chunk_bytes
-from .batch_worker import Chunk, ChunkResult, init_worker, screen_chunk
+from .batch_worker import Chunk, ChunkResult, init_worker, payload_record_id, screen_chunk
 from .errors import InputError
 from .report import RunInfo, Summary
 from .ruleset import RuleSet, load_ruleset
@@ -102,68 +105,159 @@ def run_batch(
     chunk_size: int = CHUNK_SIZE,
     progress: bool = False,
     compact: bool = False,
+    reports: Sequence[Path | str] | None = None,
 ) -> BatchResult:
     """Screen every record of ``inputs`` into the JSONL file ``out``. See the module docstring.
 
-    Raises RuleSetError or InputError when the batch cannot start; record problems never
-    raise, they become error lines.
+    ``reports`` are the files the caller will write after the run (the HTML report, the
+    summary CSV): they are checked up front with the output, so that a bad path fails at
+    once, not after the whole run.
+
+    Raises RuleSetError or InputError when the batch cannot start: every input (its
+    existence, format and CSV header) and every output path is checked before the output
+    file is opened, so a batch that cannot start leaves an existing output as it was.
+    Record problems never raise, they become error lines.
     """
     started = time.perf_counter()
     rules_dir = Path(rules) if rules else default_rules_dir()
     out = Path(out)
-    if any(str(path) != "-" and Path(path).resolve() == out.resolve() for path in inputs):
-        raise InputError("the output file is also an input", str(out))
-    written = scan_output(out) if resume else Written()
+    _check_writable(out, "output")
+    for report in reports or ():
+        if Path(report).resolve() == out.resolve():
+            raise InputError("the report would overwrite the output", str(report))
+        _check_writable(Path(report), "report")
+    formats = check_inputs(inputs, input_format, out)
+    written = _scan_output(out) if resume else Written()
     day = _screening_date(as_of, written, out)
     workers = max(1, workers or default_workers())
     if resume and written.compact is not None and written.compact != compact:
         wanted = "with" if written.compact else "without"
         raise InputError(f"was written {wanted} --compact; resume {wanted} it", str(out))
     initargs = (str(rules_dir), str(params) if params else None, day.isoformat(), compact)
-    # Workers load the rules while this process does: start them first.
-    pool = WorkerPool(workers, initargs) if workers > 1 else None
-    try:
-        ruleset = load_ruleset(rules_dir, params)
-        _check_same_rules(written, ruleset, out)
-        formats = [input_format or detect_format(path) for path in inputs]
-        result = BatchResult(
-            summary=written.summary,
-            ruleset=ruleset,
-            as_of=day.isoformat(),
-            inputs=[str(p) for p in inputs],
-            output=str(out),
-            workers=workers,
-            resumed=written.count,
-            truncated_bytes=written.truncated,
-        )
-        items, skipped_bytes = _skip_written(
-            _chain_inputs(inputs, formats, ruleset, result.notes), written, out
-        )
-        chunks = _chunks(items, written.count, max(1, chunk_size))
-        with (
-            LineWriter(out, append_at=written.end if resume else None) as writer,
-            _Stop() as stop,
-            _Progress(progress, inputs) as bar,
-        ):
-            bar.skip(written.count, skipped_bytes)
+    # Ctrl-C is a request to stop from here until the workers are shut down.
+    with _Stop() as stop:
+        # Workers load the rules while this process does: start them first.
+        pool = WorkerPool(workers, initargs) if workers > 1 else None
+        try:
+            ruleset = load_ruleset(rules_dir, params)
+            _check_same_rules(written, ruleset, out)
+            result = BatchResult(
+                summary=written.summary,
+                ruleset=ruleset,
+                as_of=day.isoformat(),
+                inputs=[str(p) for p in inputs],
+                output=str(out),
+                workers=workers,
+                resumed=written.count,
+                truncated_bytes=written.truncated,
+            )
+            items, skipped_bytes = _skip_written(inputs, formats, ruleset, result.notes, written, out)
+            chunks = _Chunks(items, written.count, max(1, chunk_size))
+            with (
+                _opened(out, written.end if resume else None) as writer,
+                _Progress(progress, inputs) as bar,
+            ):
+                bar.skip(written.count, skipped_bytes)
 
-            def emit(chunk_result: ChunkResult, size: int) -> None:
-                writer.write(chunk_result.lines, chunk_result.records)
-                result.summary.merge(chunk_result.summary)
-                result.records += chunk_result.records
-                bar.advance(chunk_result.records, size)
+                def emit(chunk_result: ChunkResult, size: int) -> None:
+                    writer.write(chunk_result.lines, chunk_result.records)
+                    result.summary.merge(chunk_result.summary)
+                    result.records += chunk_result.records
+                    bar.advance(chunk_result.records, size)
 
-            if pool is None:
-                _run_inline(chunks, initargs, ruleset, emit, stop)
-            else:
-                for chunk_result, size in pool.run(chunks, stop):
-                    emit(chunk_result, size)
-            result.interrupted = stop.requested
-    finally:
-        if pool is not None:
-            pool.shutdown()
+                if pool is None:
+                    _run_inline(chunks, initargs, ruleset, emit, stop)
+                else:
+                    for chunk_result, size in pool.run(chunks, stop):
+                        emit(chunk_result, size)
+                # A stop that came when every record was written interrupted nothing.
+                result.interrupted = stop.requested and not chunks.finished(written.count + result.records)
+        except OSError as error:
+            raise _os_error(error) from None
+        finally:
+            if pool is not None:
+                pool.shutdown()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def check_inputs(inputs: Sequence[Path | str], input_format: str | None, out: Path) -> list[str]:
+    """Each input's format, after checking that it exists and can be read as that format."""
+    formats = []
+    for path in inputs:
+        if str(path) == "-":
+            if input_format not in (None, "jsonl"):
+                raise InputError(f"standard input ('-') is read as JSONL, not {input_format}")
+            formats.append("jsonl")
+            continue
+        path = Path(path)
+        if path.resolve() == out.resolve():
+            raise InputError("the output file is also an input", str(out))
+        try:
+            kind = input_format or detect_format(path)
+            _check_input(path, kind)
+        except OSError as error:
+            raise _os_error(error, path) from None
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise InputError(
+                f"cannot be read as {input_format or 'its format'}: {error}", str(path)
+            ) from None
+        formats.append(kind)
+    return formats
+
+
+def _check_input(path: Path, kind: str) -> None:
+    if kind not in FORMATS:
+        raise InputError(f"unknown input format {kind!r} (expected one of {', '.join(FORMATS)})")
+    if not path.exists():
+        raise InputError("no such file or directory", str(path))
+    if kind in ("jsonl", "csv") and not path.is_file():
+        raise InputError(f"is not a file; --input-format {kind} reads one file", str(path))
+    if kind == "bulk" and not path.is_dir():
+        raise InputError("a Bulk Data export must be a directory of NDJSON files", str(path))
+    if kind == "csv":
+        csv_header(path)
+    elif path.is_file():
+        with path.open("rb") as file:
+            file.read(1)
+    elif not os.access(path, os.R_OK | os.X_OK):
+        raise InputError("permission denied", str(path))
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """An output path must be a file that can be written, in a directory that exists."""
+    if path.is_dir():
+        raise InputError(f"is a directory; the {what} must be a file", str(path))
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write the {what}: no directory {parent}", str(path))
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(parent, os.W_OK | os.X_OK)
+    if not writable:
+        raise InputError(f"cannot write the {what}: permission denied", str(path))
+
+
+def _os_error(error: OSError, path: Path | str | None = None) -> InputError:
+    """A failed read or write as a message that names the file, not a traceback."""
+    where = error.filename if error.filename is not None else path
+    reason = error.strerror or str(error)
+    return InputError(f"cannot be read or written: {reason}", str(where) if where is not None else None)
+
+
+def _scan_output(out: Path) -> Written:
+    try:
+        return scan_output(out)
+    except OSError as error:
+        raise _os_error(error, out) from None
+
+
+@contextmanager
+def _opened(out: Path, append_at: int | None) -> Iterator[LineWriter]:
+    try:
+        writer = LineWriter(out, append_at=append_at)
+    except OSError as error:
+        raise _os_error(error, out) from None
+    with writer:
+        yield writer
 
 
 def _check_same_rules(written: Written, ruleset: RuleSet, out: Path) -> None:
@@ -196,18 +290,72 @@ def _chain_inputs(
     inputs: Sequence[Path | str], formats: list[str], ruleset: RuleSet, notes: list[str]
 ) -> Iterator[Item]:
     for path, kind in zip(inputs, formats, strict=True):
-        yield from read_inputs([path], kind, ruleset, notes)
+        items = read_inputs([path], kind, ruleset, notes)
+        yield from _bulk_sizes(items, Path(path)) if kind == "bulk" else items
 
 
-def _skip_written(items: Iterator[Item], written: Written, out: Path) -> tuple[Iterator[Item], int]:
-    """Skip the records already written (and their input bytes), checking the inputs match."""
+def _bulk_sizes(items: Iterator[Item], path: Path) -> Iterator[Item]:
+    """A Bulk Data export's bytes shared out over its records, for the progress bar.
+
+    An export is read whole before its first record comes out, so its records stand for
+    equal shares of its size (by the number of lines of its Patient files), and the last
+    one for what is left: the bar ends at 100% and its ETA holds while records come out.
+    """
+    from .fhir_bulk import export_files
+
+    total = input_size([path]) or 0
+    patients = sum(_count_lines(p) for p in export_files(path).get("Patient", []))
+    given = 0
+    previous: Item | None = None
+    for index, item in enumerate(items, 1):
+        if previous is not None:
+            yield previous
+        share = total * index // patients - given if index <= patients else 0
+        given += share
+        previous = (item[0], item[1], share)
+    if previous is not None:
+        yield previous[0], previous[1], previous[2] + total - given
+
+
+def _count_lines(path: Path) -> int:
+    """Non-empty lines of a file, counted in blocks."""
+    count, last = 0, b"\n"
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            count += block.count(b"\n") - block.count(b"\n\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _skip_written(
+    inputs: Sequence[Path | str],
+    formats: list[str],
+    ruleset: RuleSet,
+    notes: list[str],
+    written: Written,
+    out: Path,
+) -> tuple[Iterator[Item], int]:
+    """Skip the records already written (and their input bytes), checking the inputs match.
+
+    Every skipped item's record id must be the one written at its position (a shuffled or
+    edited input is refused), and the last one's source must be the last line's, with its
+    file named by any path to the same file."""
+    items = _chain_inputs(inputs, formats, ruleset, notes)
     if not written.count:
         return items, 0
     skipped = 0
     last: Item | None = None
-    for last in itertools.islice(items, written.count):
+    for position, last in enumerate(itertools.islice(items, written.count)):
         skipped += last[2]
-    if last is None or last[0] != written.last_source:
+        expected = written.ids[position]
+        if expected and id_key(payload_record_id(last[1])) != expected:
+            raise InputError(
+                f"holds another record at position {position} than the input has there "
+                f"({last[0]}, record id {payload_record_id(last[1])!r}); "
+                "--resume needs the same inputs in the same order",
+                str(out),
+            )
+    if last is None or not _same_source(last[0], written.last_source):
         found = "ended" if last is None else f"has {last[0]}"
         raise InputError(
             f"holds {written.count} records ending with {written.last_source}, but the input "
@@ -217,14 +365,48 @@ def _skip_written(items: Iterator[Item], written: Written, out: Path) -> tuple[I
     return items, skipped
 
 
-def _chunks(items: Iterator[Item], first: int, size: int) -> Iterator[Chunk]:
-    position = first
-    while True:
-        batch = list(itertools.islice(items, size))
+_SOURCE = re.compile(r"(.*?)(:\d+|#Patient/.*)?", re.S)
+
+
+def _same_source(found: str, recorded: str | None) -> bool:
+    """Two sources (``file:line``, ``dir#Patient/id``, ``file``) name the same record."""
+    if recorded is None or found == recorded:
+        return found == recorded
+    a, b = _SOURCE.fullmatch(found), _SOURCE.fullmatch(recorded)
+    if a is None or b is None or a[2] != b[2]:
+        return False
+    return Path(a[1]).resolve() == Path(b[1]).resolve()
+
+
+class _Chunks:
+    """The chunks of a run, and whether they ran out (so a stop interrupted nothing)."""
+
+    def __init__(self, items: Iterator[Item], first: int, size: int) -> None:
+        self._items = items
+        self._size = size
+        self.end = first  # the position after the last chunk handed out
+        self.exhausted = False
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> Chunk:
+        batch = list(itertools.islice(self._items, self._size))
         if not batch:
-            return
-        yield position, batch
-        position += len(batch)
+            self.exhausted = True
+            raise StopIteration
+        chunk = (self.end, batch)
+        self.end += len(batch)
+        return chunk
+
+    def finished(self, written: int) -> bool:
+        """Every input record has its line (looks one chunk ahead, if need be)."""
+        if written != self.end:
+            return False
+        if not self.exhausted:
+            ahead = list(itertools.islice(self._items, 1))
+            self.exhausted = not ahead
+        return self.exhausted
 
 
 def _run_inline(

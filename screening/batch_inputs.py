@@ -23,7 +23,7 @@ import csv
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -145,34 +145,44 @@ def read_jsonl(path: Path | str) -> Iterator[Item]:
 
 
 def read_csv(path: Path) -> Iterator[Item]:
-    """One item per CSV row. The header is checked first: unknown columns stop the batch."""
+    """One item per CSV row. The header is checked first: unknown columns stop the batch.
+
+    A row with the wrong number of cells is passed on as it is: the worker gives it an
+    ``invalid_csv_row`` error line that still names the record id when its cell is readable."""
     with path.open("r", encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file)
-        header = tuple(h.strip() for h in next(reader, []))
-        unknown = [h for h in header if h not in CSV_COLUMNS]
-        if "id" not in header or unknown:
-            problem = f"unknown columns {unknown}" if unknown else "no 'id' column"
-            raise InputError(f"{problem}; the columns are: {', '.join(CSV_COLUMNS)}", str(path))
+        header = _checked_csv_header(next(reader, []), path)
         start = reader.line_num + 1
         for row in reader:
             if not row or not any(cell.strip() for cell in row):
                 start = reader.line_num + 1
                 continue
-            source = f"{path}:{start}"
-            size = sum(len(cell) + 1 for cell in row)
-            if len(row) != len(header):
-                message = f"{source}: {len(row)} cells, but the header has {len(header)} columns"
-                yield source, ReadError("invalid_csv_row", message), size
-            else:
-                yield source, CsvRow(header, tuple(row)), size
+            yield f"{path}:{start}", CsvRow(header, tuple(row)), sum(len(cell) + 1 for cell in row)
             start = reader.line_num + 1
+
+
+def csv_header(path: Path) -> tuple[str, ...]:
+    """A CSV input's header, checked (raises InputError), without reading its rows."""
+    with path.open("r", encoding="utf-8-sig", newline="") as file:
+        return _checked_csv_header(next(csv.reader(file), []), path)
+
+
+def _checked_csv_header(row: list[str], path: Path) -> tuple[str, ...]:
+    header = tuple(h.strip() for h in row)
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if "id" not in header or unknown:
+        problem = f"unknown columns {unknown}" if unknown else "no 'id' column"
+        raise InputError(f"{problem}; the columns are: {', '.join(CSV_COLUMNS)}", str(path))
+    return header
 
 
 def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -> Iterator[Item]:
     """One item per Patient of each FHIR Bundle file (``*.json``, sorted by path).
 
-    In a directory, JSON files that are not FHIR resources are passed over (and noted)."""
-    from .fhir import bundle_records
+    In a directory, JSON files that are not FHIR resources are passed over (and noted).
+    A malformed resource fails only its patient (an error line naming the resource and the
+    field); one whose patient cannot be told gets an error line of its own."""
+    from .fhir import read_bundle
 
     files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
     for file in files:
@@ -186,7 +196,7 @@ def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -
                 if notes is not None:
                     notes.append(f"{source}: not a FHIR resource, passed over")
                 continue
-            records = bundle_records(bundle, ruleset, source=source)
+            records = read_bundle(bundle, ruleset, source=source, strict=False)
         except orjson.JSONDecodeError as error:
             yield source, ReadError(InputError.code, f"{source}: not valid JSON: {error}"), size
             continue
@@ -196,24 +206,40 @@ def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             yield source, ReadError(InputError.code, f"{source}: not a readable FHIR Bundle: {error}"), size
             continue
-        if not records:
+        if not any(found.record for found in records):
             yield source, ReadError("no_patient", f"{source}: the Bundle holds no Patient"), size
-        for index, record in enumerate(records):
-            yield source, FhirRecord(orjson.dumps(record)), size if index == 0 else 0
+        for index, found in enumerate(records):
+            yield source, _fhir_item(found), size if index == 0 else 0
 
 
 def read_bulk(path: Path, ruleset: RuleSet) -> Iterator[Item]:
-    """One item per Patient of a Bulk Data export, joined by ``screening.fhir``."""
-    from .fhir import bulk_records
+    """One item per Patient of a Bulk Data export, joined by ``screening.fhir``.
 
-    records = bulk_records(path, ruleset)
+    A malformed line fails only the patient it names (an error line naming the resource and
+    the field); a line with no readable patient gets an error line of its own."""
+    from .fhir_bulk import read_bulk as read_export
+
+    records = read_export(Path(path), ruleset, strict=False)
     while True:
         try:
-            record = next(records)
+            found = next(records)
         except StopIteration:
             return
         except ScreeningError as error:
             # A generator that raised cannot go on: report it once, as one item.
             yield str(path), ReadError(error.code, str(error)), 0
             return
-        yield f"{path}#Patient/{record.get('id')}", FhirRecord(orjson.dumps(record)), 0
+        patient = found.record.get("id")
+        yield (f"{path}#Patient/{patient}" if patient else str(path)), _fhir_item(found), 0
+
+
+def _fhir_item(found: Any) -> Payload:
+    """A record read from FHIR as a payload: its JSON (with its notes), or its error."""
+    from .fhir_assemble import NOTES
+
+    if found.error is not None:
+        patient = found.record.get("id")
+        who = f"Patient/{patient}: " if patient else ""
+        return ReadError(found.error.code, f"{who}{found.error}")
+    record = {**found.record, NOTES: found.notes} if found.notes else found.record
+    return FhirRecord(orjson.dumps(record))

@@ -12,6 +12,7 @@ written in input order, the whole lines are exactly positions ``0 .. count-1``.
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +36,16 @@ class Written:
     compact: bool | None = None
     truncated: int = 0
     summary: Summary = field(default_factory=Summary)
+    # One key per whole line, of its record id (see id_key): --resume checks the input
+    # items it skips against them, 8 bytes a line.
+    ids: array[int] = field(default_factory=lambda: array("Q"))
+
+
+def id_key(record_id: object) -> int:
+    """A 64-bit key of a record id; an absent or blank id has key 0. Stable in one process."""
+    if not record_id:
+        return 0
+    return hash(str(record_id)) & 0xFFFF_FFFF_FFFF_FFFF or 1
 
 
 def scan_output(path: Path) -> Written:
@@ -66,6 +77,7 @@ def scan_output(path: Path) -> Written:
                 )
             written.count += 1
             written.last_source = data.get("source")
+            written.ids.append(id_key(data.get("record_id")))
             decision = data.get("decision")
             if decision is not None and written.as_of is None:
                 written.as_of = decision.get("as_of")

@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from .batch_worker import Chunk, ChunkResult, failed_line, init_worker, screen_chunk
+from .batch_worker import Chunk, ChunkResult, failed_line, init_worker, payload_record_id, screen_chunk
 from .errors import EngineError
 from .report import Summary
 
@@ -231,7 +231,8 @@ class WorkerPool:
                 self._retries.append(_Task((position, [item]), item[2], alone=True))
         else:  # this record kills a worker on its own
             summary = Summary()
-            line = failed_line(first, items[0][0], "worker_crashed", CRASHED, summary)
+            source, payload, _ = items[0]
+            line = failed_line(first, source, "worker_crashed", CRASHED, summary, payload_record_id(payload))
             self._done[first] = (ChunkResult(line, summary, 1), task.size)
 
     def shutdown(self) -> None:

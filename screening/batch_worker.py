@@ -10,6 +10,7 @@ to it: a decision, a ``not_screened`` or an error naming the record and the fiel
 from __future__ import annotations
 
 import ctypes
+import re
 import signal
 import sys
 from datetime import date
@@ -26,6 +27,11 @@ from .ruleset import RuleSet
 from .screener import Screener
 
 Chunk = tuple[int, list[Item]]
+Payload = bytes | str | dict[str, Any] | CsvRow | ReadError
+
+BOM = b"\xef\xbb\xbf"
+QUOTED_MAX = 200  # characters of a value quoted in an error message
+_QUOTED = re.compile(rf"'([^'\n]{{{QUOTED_MAX}}})[^'\n]{{16,}}'|\"([^\"\n]{{{QUOTED_MAX}}})[^\"\n]{{16,}}\"")
 
 
 class ChunkResult(NamedTuple):
@@ -87,7 +93,7 @@ def screen_item(
     as_of: date,
     position: int | None,
     source: str | None,
-    payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
+    payload: Payload,
     summary: Summary,
     compact: bool = False,
 ) -> bytes:
@@ -101,7 +107,7 @@ def screen_result(
     as_of: date,
     position: int | None,
     source: str | None,
-    payload: bytes | str | dict[str, Any] | CsvRow | ReadError,
+    payload: Payload,
     summary: Summary,
     compact: bool = False,
 ) -> dict[str, Any]:
@@ -115,12 +121,16 @@ def screen_result(
         if isinstance(payload, ReadError):
             raise _Unreadable(payload.as_dict())
         if isinstance(payload, CsvRow):
+            if len(payload.values) != len(payload.header):
+                line["record_id"] = payload_record_id(payload)
+                message = f"{len(payload.values)} cells, but the header has {len(payload.header)} columns"
+                raise _Unreadable({"code": "invalid_csv_row", "message": f"{source}: {message}"})
             data, columns = csv_record(payload)
         elif isinstance(payload, dict):
             data = payload
         else:
             try:
-                data = orjson.loads(bytes(payload) if isinstance(payload, FhirRecord) else payload)
+                data = orjson.loads(_json_bytes(payload))
             except orjson.JSONDecodeError as error:
                 raise InputError(f"not valid JSON: {error}", source) from None
         if not isinstance(data, dict):
@@ -160,16 +170,68 @@ def screen_result(
     else:
         line["decision"] = decision.as_dict(compact)
         summary.add_decision(decision)
+        return line
+    _shorten_messages(line["error"] if "error" in line else line["not_screened"])
     return line
 
 
-def failed_line(position: int, source: str, code: str, message: str, summary: Summary) -> bytes:
+def _json_bytes(payload: bytes | str) -> bytes | str:
+    """A record's JSON as orjson reads it: a UTF-8 byte order mark (a file's first line) dropped."""
+    if isinstance(payload, FhirRecord):
+        return bytes(payload)
+    if isinstance(payload, bytes):
+        return payload.removeprefix(BOM)
+    return payload.removeprefix("\ufeff")
+
+
+def payload_record_id(payload: Payload) -> str | None:
+    """The record id an item's output line carries, as far as it can be read (``--resume``)."""
+    if isinstance(payload, ReadError):
+        return None
+    if isinstance(payload, CsvRow):
+        for name, value in zip(payload.header, payload.values, strict=False):
+            if name == "id":
+                return value.strip() or None
+        return None
+    data: Any = payload
+    if not isinstance(payload, dict):
+        try:
+            data = orjson.loads(_json_bytes(payload))
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(data, dict) and data.get("id") is not None:
+        return str(data["id"]) or None
+    return None
+
+
+def _shorten(text: str) -> str:
+    """Cut each long value quoted in a message to QUOTED_MAX characters."""
+    if len(text) <= QUOTED_MAX:
+        return text
+    return _QUOTED.sub(
+        lambda m: f"'{m[1]}…'" if m[1] is not None else f'"{m[2]}…"',
+        text,
+    )
+
+
+def _shorten_messages(details: dict[str, Any]) -> None:
+    """Error and problem messages quote the bad value: keep a huge one from filling the line."""
+    if isinstance(details.get("message"), str):
+        details["message"] = _shorten(details["message"])
+    for problem in details.get("problems") or []:
+        if isinstance(problem, dict) and isinstance(problem.get("message"), str):
+            problem["message"] = _shorten(problem["message"])
+
+
+def failed_line(
+    position: int, source: str, code: str, message: str, summary: Summary, record_id: str | None = None
+) -> bytes:
     """The error line of an item that could not be screened at all (its worker died)."""
     summary.add_error(code)
     line = {
         "position": position,
         "source": source,
-        "record_id": None,
+        "record_id": record_id,
         "error": {"code": code, "message": message},
     }
     return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)

@@ -48,6 +48,7 @@ PREFETCH_TYPES = {
     "procedures": "Procedure",
     "allergies": "AllergyIntolerance",
 }
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest")
 SUMMARY_LIMIT = 139
 EFFECT_ORDER = ("indication", "require", "exclude", "review", "caution")
 INDICATOR = {
@@ -194,14 +195,22 @@ class HookRequest:
         self.provided.update(e.type for e in found)
 
 
-def read_hook(data: Any, source: str = "request") -> HookRequest:
-    """Check a CDS Hooks request and gather its prefetch; InputError names the field."""
+def is_hook_request(data: object) -> bool:
+    """Whether parsed JSON looks like a CDS Hooks request (a hook with a context or prefetch)."""
+    return isinstance(data, Mapping) and "hook" in data and ("context" in data or "prefetch" in data)
+
+
+def read_hook(data: Any, source: str = "request", any_hook: bool = False) -> HookRequest:
+    """Check a CDS Hooks request and gather its prefetch; InputError names the field.
+
+    The service answers only its own hook; ``any_hook`` reads the prefetch of any hook
+    (``screening check`` screens the patient of an order-sign request too)."""
     if not isinstance(data, Mapping):
         raise InputError("a CDS Hooks request must be a JSON object", source)
     hook = data.get("hook")
     if not isinstance(hook, str) or not hook:
         raise InputError("the request has no hook", source, "hook")
-    if hook != HOOK:
+    if hook != HOOK and not any_hook:
         raise InputError(f"this service answers the {HOOK} hook, not {hook[:100]!r}", source, "hook")
     instance = data.get("hookInstance")
     if not isinstance(instance, str) or not instance.strip():
@@ -235,6 +244,8 @@ def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request")
         patient_id=request.patient_id,
         conditions_known="Condition" not in unavailable,
         treatments_known=not any(kind in unavailable for kind in TREATMENT_TYPES),
+        medications_known=not any(kind in unavailable for kind in MEDICATION_TYPES),
+        allergies_known="AllergyIntolerance" not in unavailable,
     )
     found = records[0]
     found.notes[:0] = request.notes
@@ -440,6 +451,8 @@ def detail(decision: Decision, not_checked: Mapping[str, list[str]] | None = Non
             lines += _criterion(result)
     if decision.missing_information:
         lines += ["", "### Missing information"] + [f"- {_md(m)}" for m in decision.missing_information]
+    if decision.not_checked:  # cautions left unknown, and data taken as absent
+        lines += ["", "### Not checked"] + [f"- {_md(n)}" for n in decision.not_checked]
     passed = [
         c.id
         for c in decision.criteria

@@ -79,10 +79,12 @@ def main() -> None:
 def check(
     file: Any, as_of: str | None, rules_dir: Path | None, params_file: Path | None, output_format: str
 ) -> None:
-    """Screen one patient record (a JSON file, or - for stdin), or a FHIR R4 Bundle.
+    """Screen one patient record (a JSON file, or - for stdin), a FHIR R4 Bundle, or a CDS Hooks request.
 
     A FHIR Bundle (any type; detected by its resourceType) screens each of its patients;
     with --format json it prints a JSON array, one decision (or not_screened) per patient.
+    A CDS Hooks request (detected by its hook and context) screens its patient from the
+    prefetch, as the service does; --format json prints {"decision", "cards"}.
 
     Exit code 0 when a decision was made, whatever the outcome; 1 for bad input.
 
@@ -92,6 +94,7 @@ def check(
       cat record.json | screening check - --format json
       screening check tests/fixtures/fhir/synthea-r4-bundles/<patient>.json --as-of 2021-06-01
     """
+    from .cdshooks import is_hook_request
     from .fhir import is_fhir
     from .screener import Screener, load_json
 
@@ -100,6 +103,9 @@ def check(
     screener = Screener(rules_dir, params_file)
     if is_fhir(data):
         _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format)
+        return
+    if is_hook_request(data):
+        _check_hook_request(screener, data, as_of, source, output_format)
         return
     if not isinstance(data, dict):
         raise InputError(f"a record must be a JSON object, not {_json_type(data)}", source)
@@ -114,6 +120,45 @@ def check(
         from .render import render_text
 
         click.echo(render_text(decision, color=sys.stdout.isatty()), nl=False)
+
+
+def _check_hook_request(
+    screener: Any, data: dict[str, Any], as_of: str | None, source: str, output_format: str
+) -> None:
+    """Screen the patient of a CDS Hooks request from its prefetch, as the service would.
+
+    JSON output is ``{"decision": ..., "cards": [...]}``; no data is fetched from fhirServer.
+    """
+    from . import cdshooks
+    from .decision import Decision
+    from .errors import NotScreened
+    from .render import render_text
+
+    hook = cdshooks.read_hook(data, source, any_hook=True)
+    problem = hook.mismatch()
+    if problem is not None:
+        raise InputError(problem, source, "prefetch")
+    found = cdshooks.hook_record(hook, screener.ruleset, source)
+    result: Decision | NotScreened | RecordError
+    try:
+        result = screener.screen_fhir_record(found.record, as_of, found.notes)
+    except (NotScreened, RecordError) as error:
+        result = error
+    if isinstance(result, RecordError):
+        result.source = source
+        raise result
+    if output_format == "json":
+        cards = cdshooks.cards(result, screener.ruleset, hook.unavailable, hook.failed)
+        click.echo(json.dumps({"decision": result.as_dict(), "cards": cards}, indent=2, default=str))
+        return
+    if isinstance(result, NotScreened):
+        click.echo(f"NOT SCREENED record {result.record_id}: {result.reason}")
+        return
+    click.echo(render_text(result, color=sys.stdout.isatty()), nl=False)
+    for note in result.extra.get("input_notes", []):
+        click.echo(f"  note: {note}")
+    for kind in hook.unavailable:
+        click.echo(f"  not provided in the prefetch: {kind} ({cdshooks.UNAVAILABLE_EFFECT[kind]})")
 
 
 def _json_type(value: object) -> str:
@@ -349,6 +394,7 @@ def batch(
             chunk_size=chunk_size,
             progress=progress,
             compact=compact,
+            reports=[path for path in (report, summary) if path],
         )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
         click.echo(f"interrupted: rerun with --resume to finish {out}", err=True)

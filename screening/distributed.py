@@ -3,13 +3,19 @@
 Optional: ``pip install 'screening[dask]'``. The results are the lines ``screening batch``
 writes, as dicts, one per record and in the bag's order.
 
+    >>> import orjson
     >>> from dask.distributed import Client
-    >>> from screening.distributed import read_jsonl, screen_partitions
+    >>> from screening.distributed import read_jsonl, screen_partitions, summarize
     >>> client = Client("scheduler:8786")
-    >>> records = read_jsonl(["s3-mount/part-0001.jsonl", "s3-mount/part-0002.jsonl"])
+    >>> records = read_jsonl(["mnt/part-0001.jsonl", "mnt/part-0002.jsonl"], blocksize="64 MiB")
     >>> results = screen_partitions(records, as_of="2026-11-22")
     >>> results.map(orjson.dumps).map(bytes.decode).to_textfiles("results/*.jsonl")
     >>> summarize(results).outcomes
+
+A large file is read as several partitions, one per ``blocksize`` bytes (each partition
+takes the lines that start in its byte range), so it is screened on many workers and no
+worker holds more than about a block of it. Positions and ``file:line`` sources are those
+``screening batch`` gives, and the bag keeps input order.
 
 Each worker process builds one Screener, the first time one of its tasks needs it, and
 keeps it for the rest of its life (:func:`screener_for`); tasks on the threads of one
@@ -21,7 +27,7 @@ cluster is whatever each worker's clock says.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -79,25 +85,40 @@ def screen_partitions(
     )
 
 
-def read_jsonl(paths: Sequence[Path | str]) -> Any:
-    """A bag of ``(position, source, line)`` with one partition per JSONL file.
+BLOCKSIZE = 64 * 1024 * 1024
 
-    Positions are numbered across the files in order, as ``screening batch`` numbers them;
-    the files are counted first (one cheap pass on the workers) to know where each starts.
+
+def read_jsonl(paths: Sequence[Path | str], blocksize: int | str = BLOCKSIZE) -> Any:
+    """A bag of ``(position, source, line)``: each JSONL file cut into byte ranges.
+
+    Each partition holds the lines that start in its range of at most ``blocksize`` bytes
+    (an int, or a string such as ``"64 MiB"``). Positions are numbered across the files in
+    order, as ``screening batch`` numbers them; each range is counted first (one cheap pass
+    on the workers) to know where its positions and line numbers start.
     """
     import dask.bag
     import dask.base
     from dask.delayed import delayed
+    from dask.utils import parse_bytes
 
+    size = max(1, int(parse_bytes(blocksize)))
     from_delayed: Any = dask.bag.from_delayed
     compute: Any = dask.base.compute
-    names = [str(p) for p in paths]
-    counts = compute(*(delayed(_count_records)(name) for name in names))
-    offsets, start = [], 0
-    for count in counts:
-        offsets.append(start)
-        start += count
-    parts = [delayed(_read_lines)(name, offset) for name, offset in zip(names, offsets, strict=True)]
+    ranges = [
+        (str(path), start, min(start + size, total))
+        for path in paths
+        for total in [Path(path).stat().st_size]
+        for start in range(0, max(total, 1), size)
+    ]
+    counts = compute(*(delayed(_count_range)(*part) for part in ranges))
+    parts = []
+    position, line = 0, 0
+    for (name, start, end), (records, lines) in zip(ranges, counts, strict=True):
+        if start == 0:  # a new file: its lines count from 1
+            line = 0
+        parts.append(delayed(_read_range)(name, start, end, position, line))
+        position += records
+        line += lines
     return from_delayed(parts)
 
 
@@ -121,17 +142,38 @@ def _merge_summaries(summaries: Iterable[Summary]) -> Summary:
     return total
 
 
-def _count_records(path: str) -> int:
+def _lines_in_range(path: str, start: int, end: int) -> Iterator[bytes]:
+    """The lines of a file that start at a byte offset in ``[start, end)``."""
     with open(path, "rb") as file:
-        return sum(1 for line in file if line.strip())
+        offset = start
+        if start > 0:
+            file.seek(start - 1)
+            offset = start - 1 + len(file.readline())  # the rest of a line begun before
+        while offset < end:
+            line = file.readline()
+            if not line:
+                return
+            yield line
+            offset += len(line)
 
 
-def _read_lines(path: str, first: int) -> list[tuple[int, str, bytes]]:
+def _count_range(path: str, start: int, end: int) -> tuple[int, int]:
+    """Records (non-blank lines) and lines that start in a byte range."""
+    records = lines = 0
+    for line in _lines_in_range(path, start, end):
+        lines += 1
+        records += bool(line.strip())
+    return records, lines
+
+
+def _read_range(
+    path: str, start: int, end: int, first: int, line_before: int
+) -> list[tuple[int, str, bytes]]:
+    """A range's records as ``(position, "file:line", line)``."""
     out: list[tuple[int, str, bytes]] = []
-    with open(path, "rb") as file:
-        for number, line in enumerate(file, 1):
-            if line.strip():
-                out.append((first + len(out), f"{path}:{number}", line))
+    for number, line in enumerate(_lines_in_range(path, start, end), line_before + 1):
+        if line.strip():
+            out.append((first + len(out), f"{path}:{number}", line))
     return out
 
 

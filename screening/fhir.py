@@ -177,6 +177,8 @@ def read_entries(
     patient_id: str | None = None,
     conditions_known: bool = True,
     treatments_known: bool | None = None,
+    medications_known: bool = True,
+    allergies_known: bool = True,
     strict: bool = True,
 ) -> list[FhirRecord]:
     """Records from resources: one per Patient, or the one patient ``patient_id`` names.
@@ -188,7 +190,8 @@ def read_entries(
     a record of its own when its patient cannot be told.
     """
     reader = _Reader(terms_for(ruleset), entries, source, strict)
-    return reader.records(patient_id, conditions_known, treatments_known)
+    known = {"medications_known": medications_known, "allergies_known": allergies_known}
+    return reader.records(patient_id, conditions_known, treatments_known, **known)
 
 
 class _Reader:
@@ -207,7 +210,12 @@ class _Reader:
         self.lookup = functools.partial(lookup_medication, medications)
 
     def records(
-        self, patient_id: str | None, conditions_known: bool, treatments_known: bool | None
+        self,
+        patient_id: str | None,
+        conditions_known: bool,
+        treatments_known: bool | None,
+        medications_known: bool = True,
+        allergies_known: bool = True,
     ) -> list[FhirRecord]:
         patients = [e for e in self.entries if e.type == "Patient"]
         if patient_id is not None:
@@ -268,7 +276,13 @@ class _Reader:
                 items.extend(stray)
             known = treated[index] if treatments_known is None else treatments_known
             record, more = assemble(
-                base, items, self.terms, conditions_known=conditions_known, treatments_known=known
+                base,
+                items,
+                self.terms,
+                conditions_known=conditions_known,
+                treatments_known=known,
+                medications_known=medications_known,
+                allergies_known=allergies_known,
             )
             out.append(FhirRecord(record, notes + more, errors[index]))
         return out + orphans

@@ -80,8 +80,15 @@ def assemble(
     *,
     conditions_known: bool = True,
     treatments_known: bool = True,
+    medications_known: bool = True,
+    allergies_known: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The native record of one patient, and notes on what was read but not used."""
+    """The native record of one patient, and notes on what was read but not used.
+
+    A kind of data the input could not provide (``*_known`` false: a CDS Hooks prefetch
+    that was unavailable, a Bulk export without that resource type) is ``None`` in the
+    record, "not available", so the criteria that read it are unknown rather than not met.
+    """
     record: dict[str, Any] = dict(base)
     record.update({"pain_conditions": [], "conditions": [], "medications": []})
     record.update({name: [] for name, _ in _LISTS.values()})
@@ -143,6 +150,12 @@ def assemble(
     if conditions_known:
         record["psychiatric_history"] = []
         record["substance_use_history"] = []
+    elif not record["conditions"]:
+        record["conditions"] = None
+    if not medications_known and not record["medications"]:
+        record["medications"] = None
+    if not allergies_known and not record["allergies"]:
+        record["allergies"] = None
     if treatments_known:
         record["treatments"] = []
         for members in trials.values():

@@ -125,6 +125,8 @@ def read_bulk(
         yield from orphans
         conditions_known = bool(files.get("Condition"))
         treatments_known = any(files.get(kind) for kind in TREATMENT_TYPES)
+        medications_known = any(files.get(kind) for kind in ("MedicationStatement", "MedicationRequest"))
+        allergies_known = bool(files.get("AllergyIntolerance"))
         for slots in store.buckets():
             for _, base, notes, partials, first in sorted(
                 (slot for slot in slots.values() if slot[1] is not None), key=lambda slot: slot[0]
@@ -135,6 +137,8 @@ def read_bulk(
                     terms,
                     conditions_known=conditions_known,
                     treatments_known=treatments_known,
+                    medications_known=medications_known,
+                    allergies_known=allergies_known,
                 )
                 error = InputError(first[0], first[1], first[2]) if first else None
                 yield FhirRecord(record, notes + more, error)

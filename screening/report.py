@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import html
+import re
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .decision import OUTCOME_ORDER
+from .errors import InputError
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -50,6 +53,9 @@ class Summary:
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
     decisive: Counter[tuple[str, str]] = field(default_factory=Counter)
     missing: Counter[str] = field(default_factory=Counter)
+    # (outcome, item): the missing items of the records with that outcome. The flow
+    # diagram's "needs information" box counts only its own records' items.
+    missing_by_outcome: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def screened(self) -> int:
@@ -81,7 +87,9 @@ class Summary:
             statuses[criterion_id, status] += 1
             if is_decisive:
                 decisive[outcome, criterion_id] += 1
-        self.missing.update(missing)
+        items = list(missing)
+        self.missing.update(items)
+        self.missing_by_outcome.update((outcome, item) for item in items)
 
     def add_error(self, code: str) -> None:
         self.assessed += 1
@@ -108,6 +116,7 @@ class Summary:
         self.statuses.update(other.statuses)
         self.decisive.update(other.decisive)
         self.missing.update(other.missing)
+        self.missing_by_outcome.update(other.missing_by_outcome)
 
     @classmethod
     def from_jsonl(cls, path: Path | str) -> Summary:
@@ -127,6 +136,9 @@ class Summary:
         decisive: dict[str, dict[str, int]] = {}
         for (outcome, criterion_id), count in sorted(self.decisive.items()):
             decisive.setdefault(outcome, {})[criterion_id] = count
+        missing_by_outcome: dict[str, dict[str, int]] = {}
+        for (outcome, item), count in self.missing_by_outcome.most_common():
+            missing_by_outcome.setdefault(outcome, {})[item] = count
         return {
             "assessed": self.assessed,
             "screened": self.screened,
@@ -137,7 +149,14 @@ class Summary:
             "criteria": criteria,
             "decisive": decisive,
             "missing": dict(self.missing.most_common()),
+            "missing_by_outcome": missing_by_outcome,
         }
+
+    def missing_of(self, outcome: str) -> list[tuple[str, int]]:
+        """The missing items of the records with ``outcome``, most frequent first."""
+        found = [(item, n) for (o, item), n in self.missing_by_outcome.items() if o == outcome and n]
+        found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         """The counts in long form: (section, item, status, count)."""
@@ -152,6 +171,11 @@ class Summary:
         out += [("criterion", cid, status, n) for (cid, status), n in sorted(self.statuses.items())]
         out += [("decisive", cid, outcome, n) for (outcome, cid), n in sorted(self.decisive.items())]
         out += [("missing", item, "", n) for item, n in self.missing.most_common()]
+        out += [
+            ("missing_by_outcome", item, outcome, n)
+            for (outcome, item), n in sorted(self.missing_by_outcome.items())
+            if n
+        ]
         return out
 
 
@@ -177,15 +201,21 @@ class RunInfo:
 
 def write_csv(summary: Summary, path: Path | str) -> None:
     """The counts as CSV: ``section,item,status,count``."""
-    with Path(path).open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(("section", "item", "status", "count"))
-        writer.writerows(summary.rows())
+    try:
+        with Path(path).open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(("section", "item", "status", "count"))
+            writer.writerows(summary.rows())
+    except OSError as error:
+        raise InputError(f"cannot write the summary: {error.strerror or error}", str(path)) from None
 
 
 def write_html(summary: Summary, run: RunInfo, path: Path | str) -> None:
     """The report as one self-contained HTML file."""
-    Path(path).write_text(render_html(summary, run), encoding="utf-8")
+    try:
+        Path(path).write_text(render_html(summary, run), encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot write the report: {error.strerror or error}", str(path)) from None
 
 
 def render_html(summary: Summary, run: RunInfo) -> str:
@@ -198,7 +228,7 @@ def render_html(summary: Summary, run: RunInfo) -> str:
         cards=_cards(summary),
         flow=flow_diagram(summary, ruleset),
         criteria=_criteria_table(summary, ruleset),
-        missing=_missing_table(summary),
+        missing=_missing_table(summary, Labels(ruleset)),
         errors=_errors_table(summary),
         run=_run_table(run),
         parameters=_parameters_table(ruleset),
@@ -251,12 +281,13 @@ def _criteria_table(summary: Summary, ruleset: RuleSet) -> str:
     return "\n".join(rows)
 
 
-def _missing_table(summary: Summary, limit: int = 15) -> str:
+def _missing_table(summary: Summary, labels: Labels, limit: int = 15) -> str:
     if not summary.missing:
         return '<p class="none">No record needed more information.</p>'
     waiting = summary.outcomes.get("needs_information", 0)
     rows = [
-        f'<tr><td>{_e(item)}</td><td class="num">{n:,}</td><td class="num">{_pct(n, summary.screened)}</td></tr>'
+        f'<tr data-missing="{_e(item)}"><td>{_e(labels.text(item))}</td><td class="num">{n:,}</td>'
+        f'<td class="num">{_pct(n, summary.screened)}</td></tr>'
         for item, n in summary.missing.most_common(limit)
     ]
     more = len(summary.missing) - limit
@@ -273,7 +304,7 @@ def _errors_table(summary: Summary) -> str:
     if not summary.errors and not summary.not_screened:
         return '<p class="none">Every record was read and screened.</p>'
     rows = [
-        f'<tr><td><code>{_e(code)}</code></td><td class="num">{n:,}</td></tr>'
+        f'<tr><td>{_e(Labels.error(code))} (<code>{_e(code)}</code>)</td><td class="num">{n:,}</td></tr>'
         for code, n in summary.errors.most_common()
     ]
     if summary.not_screened:
@@ -316,10 +347,10 @@ def _parameters_table(ruleset: RuleSet) -> str:
     rows = []
     for name, parameter in sorted(ruleset.parameters.items()):
         changed = name in ruleset.overrides
-        default = f" (default {parameter.default})" if changed else ""
+        default = f" (default {Labels.value(parameter.default)})" if changed else ""
         rows.append(
             f"<tr{' class=override' if changed else ''}><td><code>{_e(name)}</code></td>"
-            f'<td class="num">{_e(parameter.value)}{_e(default)}</td><td>{_e(parameter.unit or "")}</td>'
+            f'<td class="num">{_e(Labels.value(parameter.value))}{_e(default)}</td><td>{_e(parameter.unit or "")}</td>'
             f"<td>{_e(parameter.description)}</td></tr>"
         )
     return "\n".join(rows)
@@ -337,24 +368,36 @@ _COLORS = {
     "eligible": ("#15803d", "#f0fdf4"),
 }
 _W, _MAIN_X, _MAIN_W, _SIDE_X, _SIDE_W, _MAIN_H, _LINE = 1000, 20, 330, 420, 560, 58, 19
+_WRAP = 64  # characters per line of an item in a side box (13 px text, about 460 px wide)
+_ITEM_GAP = 4  # extra space after a wrapped item, so that its lines read as one
+
+FlowItem = tuple[str, str, int]  # key (criterion id, missing item, error code), label, count
 
 
 def flow_diagram(summary: Summary, ruleset: RuleSet, limit: int = 8) -> str:
-    """The screening flow: assessed, then each outcome as an exit, ending with the eligible."""
+    """The screening flow: assessed, then each outcome as an exit, ending with the eligible.
+
+    Each exit box lists what put its own records there: the decisive criteria of the
+    records with that outcome, or (needs information) the items those records miss."""
     titles = {c.id: c.title for c in ruleset.criteria}
+    labels = Labels(ruleset)
     outcomes = summary.outcomes
 
-    def by_criterion(outcome: str) -> list[tuple[str, int]]:
-        found = [(cid, n) for (o, cid), n in summary.decisive.items() if o == outcome]
+    def by_criterion(outcome: str) -> list[FlowItem]:
+        found = [(cid, n) for (o, cid), n in summary.decisive.items() if o == outcome and n]
         found.sort(key=lambda item: (-item[1], item[0]))
-        return [(f"{cid} · {titles.get(cid, '')}", n) for cid, n in found]
+        return [(cid, f"{cid} · {titles.get(cid, '')}", n) for cid, n in found]
 
-    failed_items = [(f"unreadable or invalid: {code}", n) for code, n in summary.errors.most_common()]
+    failed_items = [
+        (code, f"unreadable or invalid: {labels.error(code)}", n) for code, n in summary.errors.most_common()
+    ]
     if summary.not_screened:
-        failed_items.append(("deceased (not screened)", summary.not_screened))
+        failed_items.append(("not_screened", "deceased (not screened)", summary.not_screened))
+    missing = [(item, labels.text(item), n) for item, n in summary.missing_of("needs_information")]
     remaining = summary.screened
-    stages: list[tuple[str, int, str, str, int, list[tuple[str, int]], str]] = [
+    stages: list[tuple[str, str, int, str, str, int, list[FlowItem], str]] = [
         (
+            "assessed",
             "Records assessed",
             summary.assessed,
             "failed",
@@ -365,32 +408,41 @@ def flow_diagram(summary: Summary, ruleset: RuleSet, limit: int = 8) -> str:
         ),
     ]
     exits = [
-        ("Screened", "ineligible", by_criterion("ineligible"), "by criterion; a record can have several"),
         (
+            "screened",
+            "Screened",
+            "ineligible",
+            by_criterion("ineligible"),
+            "by criterion; a record can have several",
+        ),
+        (
+            "not_ineligible",
             "Not ineligible",
             "needs_information",
-            summary.missing.most_common(),
+            missing,
             "by missing item; a record can miss several",
         ),
-        ("Information complete", "needs_review", by_criterion("needs_review"), "by criterion"),
-        ("Meet the criteria", "eligible_with_cautions", by_criterion("eligible_with_cautions"), "by caution"),
+        ("complete", "Information complete", "needs_review", by_criterion("needs_review"), "by criterion"),
+        (
+            "meet",
+            "Meet the criteria",
+            "eligible_with_cautions",
+            by_criterion("eligible_with_cautions"),
+            "by caution",
+        ),
     ]
-    for label, outcome, items, note in exits:
+    for stage, label, outcome, items, note in exits:
         n = outcomes.get(outcome, 0)
-        stages.append((label, remaining, outcome, OUTCOME_LABELS[outcome], n, items, note))
+        stages.append((stage, label, remaining, outcome, OUTCOME_LABELS[outcome], n, items, note))
         remaining -= n
     parts: list[str] = []
-    y = 16
-    for label, count, kind, side_label, side_count, items, note in stages:
-        parts.append(_box(_MAIN_X, y, _MAIN_W, _MAIN_H, "neutral", f"{label}", f"n = {count:,}"))
+    y: float = 16
+    for stage, label, count, kind, side_label, side_count, items, note in stages:
+        parts.append(_box(_MAIN_X, y, _MAIN_W, _MAIN_H, "neutral", label, f"n = {count:,}", stage, count))
         top = y + _MAIN_H
-        shown = items[:limit]
-        lines = len(shown) + (1 if len(items) > limit else 0) + (1 if note and shown else 0)
-        side_h = 46 + _LINE * lines
         side_y = top + 18
-        parts.append(
-            _side_box(side_y, side_h, kind, side_label, side_count, summary, shown, len(items) - limit, note)
-        )
+        side, side_h = _side_box(side_y, kind, side_label, side_count, summary, items, limit, note)
+        parts.append(side)
         middle = side_y + side_h / 2
         next_y = side_y + side_h + 18
         cx = _MAIN_X + _MAIN_W / 2
@@ -410,7 +462,8 @@ def flow_diagram(summary: Summary, ruleset: RuleSet, limit: int = 8) -> str:
             "eligible",
             OUTCOME_LABELS["eligible"],
             f"n = {remaining:,} ({_pct(remaining, summary.assessed)})",
-            data="eligible",
+            "eligible",
+            remaining,
         )
     )
     height = y + _MAIN_H + 16
@@ -423,51 +476,107 @@ def flow_diagram(summary: Summary, ruleset: RuleSet, limit: int = 8) -> str:
     )
 
 
-def _box(x: float, y: float, w: float, h: float, kind: str, title: str, detail: str, data: str = "") -> str:
+def _box(
+    x: float, y: float, w: float, h: float, kind: str, title: str, detail: str, stage: str, count: int
+) -> str:
     stroke, fill = _COLORS[kind]
-    attr = f' data-outcome="{data}"' if data else ""
     return (
-        f'<g{attr}><rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+        f'<g data-stage="{stage}"><rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" '
+        f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
         f'<text x="{x + w / 2}" y="{y + 24}" text-anchor="middle" font-weight="600" fill="{stroke}">{_e(title)}</text>'
-        f'<text x="{x + w / 2}" y="{y + 44}" text-anchor="middle" fill="#0f172a">{_e(detail)}</text></g>'
+        f'<text class="count" x="{x + w / 2}" y="{y + 44}" text-anchor="middle" fill="#0f172a">{_e(detail)}</text></g>'
     )
 
 
 def _side_box(
     y: float,
-    h: float,
     kind: str,
     label: str,
     count: int,
     summary: Summary,
-    items: list[tuple[str, int]],
-    more: int,
+    items: list[FlowItem],
+    limit: int,
     note: str,
-) -> str:
+) -> tuple[str, float]:
+    """An exit box and its height; each item's label wraps over as many lines as it needs."""
     stroke, fill = _COLORS[kind]
-    out = [
-        f'<g data-outcome="{kind}"><rect x="{_SIDE_X}" y="{y}" width="{_SIDE_W}" height="{h}" rx="6" fill="{fill}" '
-        f'stroke="{stroke}" stroke-width="1.5"/>',
-        f'<text x="{_SIDE_X + 14}" y="{y + 24}" font-weight="600" fill="{stroke}">{_e(label)}</text>',
-        f'<text x="{_SIDE_X + _SIDE_W - 14}" y="{y + 24}" text-anchor="end" font-weight="600" fill="#0f172a">'
-        f"n = {count:,} ({_pct(count, summary.assessed)})</text>",
-    ]
-    line_y = y + 24 + _LINE + 4
-    for text, n in items:
-        short = text if len(text) <= 66 else text[:65] + "…"
-        out.append(
-            f'<text x="{_SIDE_X + 24}" y="{line_y}" fill="#334155"><title>{_e(text)}</title>{_e(short)}</text>'
-            f'<text x="{_SIDE_X + _SIDE_W - 14}" y="{line_y}" text-anchor="end" fill="#334155">{n:,}</text>'
+    body: list[str] = []
+    line_y: float = y + 24 + _LINE + 4
+    for key, text, n in items[:limit]:
+        lines = textwrap.wrap(text, _WRAP) or [""]
+        spans = "".join(
+            f'<tspan x="{_SIDE_X + 24}" dy="{0 if i == 0 else _LINE}">{_e(part)}</tspan>'
+            for i, part in enumerate(lines)
         )
-        line_y += _LINE
+        body.append(
+            f'<g data-item="{_e(key)}"><text x="{_SIDE_X + 24}" y="{line_y}" fill="#334155">{spans}</text>'
+            f'<text class="count" x="{_SIDE_X + _SIDE_W - 14}" y="{line_y}" text-anchor="end" fill="#334155">'
+            f"{n:,}</text></g>"
+        )
+        line_y += _LINE * len(lines) + (_ITEM_GAP if len(lines) > 1 else 0)
+    more = len(items) - limit
     if more > 0:
-        out.append(
+        body.append(
             f'<text x="{_SIDE_X + 24}" y="{line_y}" fill="#64748b">and {more} more (see the tables below)</text>'
         )
         line_y += _LINE
     if note and items:
-        out.append(
+        body.append(
             f'<text x="{_SIDE_X + 24}" y="{line_y}" fill="#64748b" font-size="11.5" font-style="italic">{_e(note)}</text>'
         )
-    out.append("</g>")
-    return "".join(out)
+        line_y += _LINE
+    h = line_y - _LINE + 14 - y
+    head = [
+        f'<g data-outcome="{kind}"><rect x="{_SIDE_X}" y="{y}" width="{_SIDE_W}" height="{h}" '
+        f'rx="6" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>',
+        f'<text x="{_SIDE_X + 14}" y="{y + 24}" font-weight="600" fill="{stroke}">{_e(label)}</text>',
+        f'<text class="count" x="{_SIDE_X + _SIDE_W - 14}" y="{y + 24}" text-anchor="end" font-weight="600" '
+        f'fill="#0f172a">n = {count:,} ({_pct(count, summary.assessed)})</text>',
+    ]
+    return "".join([*head, *body, "</g>"]), h
+
+
+# -- words for people: "yes" rather than True, class names rather than codes ------------------
+
+_ERROR_LABELS = {
+    "invalid_record": "a field is invalid",
+    "invalid_input": "not a readable record",
+    "invalid_csv_row": "CSV row with the wrong number of cells",
+    "worker_crashed": "crashed the screening process",
+    "internal_error": "internal error",
+    "no_patient": "no Patient in the FHIR Bundle",
+}
+_EMPTY_LIST = re.compile(r"\(record \[\] if ([^)]*)\)")
+
+
+class Labels:
+    """Human words for what decisions hold as codes: treatment classes, empty lists, flags."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        classes: dict[str, str] = {}
+        for value_set in ruleset.value_sets.values():
+            code = (value_set.attributes or {}).get("treatment_class")
+            if code and value_set.title:
+                classes.setdefault(str(code), str(value_set.title))
+        self._classes = classes
+        words = "|".join(map(re.escape, sorted(classes, key=len, reverse=True)))
+        self._class_word = re.compile(rf"\b({words})\b") if classes else None
+
+    def text(self, text: str) -> str:
+        """A missing item as a clinical lead reads it: class names, and "none" for ``[]``."""
+        text = _EMPTY_LIST.sub(lambda m: f"(record \u201cnone\u201d if {m[1]})", text)
+        if self._class_word is not None:
+            text = self._class_word.sub(lambda m: self._classes[m[1]], text)
+        return text
+
+    @staticmethod
+    def error(code: str) -> str:
+        return _ERROR_LABELS.get(code, code.replace("_", " "))
+
+    @staticmethod
+    def value(value: object) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list | tuple):
+            return ", ".join(Labels.value(v) for v in value)
+        return "" if value is None else str(value)

@@ -190,7 +190,10 @@ class DosingDef(_Strict):
     ranges: list[DoseRange]
 
 
-AnswerKey = Literal["psychiatric_history", "substance_use_history", "treatments"]
+AnswerKey = Literal[
+    "psychiatric_history", "substance_use_history", "treatments", "conditions", "medications", "allergies"
+]
+"""The record lists that can be left unanswered: ``aggregates.ANSWER_FIELDS`` (a test checks)."""
 ANSWER_KEYS: tuple[str, ...] = get_args(AnswerKey)
 
 

@@ -34,7 +34,9 @@ def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> N
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        results = screen_partitions(read_jsonl([first, second]), rules=RULES, as_of=AS_OF)
+        records = read_jsonl([first, second], blocksize=first.stat().st_size // 3)
+        assert records.npartitions >= 6  # a large file is cut into byte ranges, not one partition
+        results = screen_partitions(records, rules=RULES, as_of=AS_OF)
         lines = results.compute()
         counts = summarize(results)
         pids = set(client.run(lambda: __import__("os").getpid()).values())
@@ -42,4 +44,22 @@ def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> N
 
     assert lines == expected
     assert counts.as_dict() == Summary.from_jsonl(out).as_dict()
-    assert len(pids) == 2 and set(screeners.values()) <= {1}  # one Screener per worker process
+    assert len(pids) == 2 and list(screeners.values()) == [1, 1]  # one Screener per worker process
+
+
+def test_byte_ranges_keep_every_line_once_in_order(tmp_path: Path) -> None:
+    """Ranges cut anywhere, even inside a line or at a newline, give batch's positions and sources."""
+    from screening.distributed import read_jsonl
+
+    path = tmp_path / "a.jsonl"
+    write_records(path, 40, 3, AS_OF)
+    with path.open("ab") as file:
+        file.write(b"\n\n{oops\n")
+    lines = path.read_bytes().splitlines(keepends=True)
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    expected = [(position, f"{path}:{number}", line) for position, (number, line) in enumerate(numbered)]
+    again = [(position + len(expected), source, line) for position, source, line in expected]
+    first = len(lines[0])
+    for blocksize in (first - 1, first, first + 1, 5000, 10**9):
+        bag = read_jsonl([path, path], blocksize=blocksize)
+        assert bag.compute(scheduler="sync") == expected + again, blocksize

@@ -64,8 +64,14 @@ def test_a_missing_prefetch_kind_leaves_its_criteria_unchecked(
     main, unavailable = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
     assert main["indicator"] == "warning" and "criteria met" not in main["summary"]
     assert main["summary"].startswith("Ketamine screening incomplete")
-    section = main["detail"].split("### Not checked: the data was not provided")[1].split("###")[0]
-    assert f"**{criterion}**" in section
+    # The list that was not provided is "not available" in the record: the criterion is
+    # unknown (an exclusion among the findings, a caution among what was not checked).
+    if criterion.startswith("CAU-"):
+        section = main["detail"].split("### Not checked\n")[1].split("###")[0]
+        assert f"{criterion} " in section and "not available" in section
+    else:
+        section = main["detail"].split("### Findings")[1].split("###")[0]
+        assert f"**{criterion}**" in section and ": unknown" in section.split(f"**{criterion}**")[1]
     assert criterion not in main["detail"].split("Criteria without findings:")[-1]
     assert unavailable["indicator"] == "warning"
 

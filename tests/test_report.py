@@ -17,7 +17,7 @@ from screening.generate import write_records
 from screening.report import Summary
 from screening.ruleset import load_ruleset
 
-from .conftest import AS_OF, RULES
+from .conftest import AS_OF, RULES, eligible_record
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +147,159 @@ def test_the_summary_csv_has_the_same_counts(run: Path) -> None:
         assert n == counts["outcome"][outcome]
     assert by_section["criterion"] == {k: v for k, v in counts["criterion"].items() if v}
     assert by_section["missing"] == dict(counts["missing"])
+
+
+class Flow(HTMLParser):
+    """The flow diagram's boxes as a browser shows them: each box's n and its items' counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages: dict[str, int] = {}
+        self.exits: dict[str, int] = {}
+        self.items: dict[str, dict[str, int]] = {}
+        self.more: dict[str, int] = {}
+        self._stage: str | None = None
+        self._exit: str | None = None
+        self._item: str | None = None
+        self._count = False
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "g" and found.get("data-stage"):
+            self._stage = found["data-stage"]
+        elif tag == "g" and found.get("data-outcome"):
+            self._exit = found["data-outcome"]
+            self.items[str(self._exit)] = {}
+        elif tag == "g" and found.get("data-item"):
+            self._item = found["data-item"]
+        self._count = tag == "text" and found.get("class") == "count"
+        self._text = ""
+
+    def handle_data(self, data: str) -> None:
+        self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "text":
+            text = self._text.strip()
+            if self._count:
+                number = int(re.match(r"(?:n = )?([\d,]+)", text)[1].replace(",", ""))  # type: ignore[index]
+                if self._item is not None and self._exit is not None:
+                    self.items[self._exit][self._item] = number
+                elif self._stage is not None:
+                    self.stages[self._stage] = number
+                elif self._exit is not None:
+                    self.exits[self._exit] = number
+            elif self._exit and (more := re.match(r"and (\d+) more", text)):
+                self.more[self._exit] = int(more[1])
+            self._count = False
+        if tag == "g":
+            if self._item is not None:
+                self._item = None
+            elif self._stage is not None:
+                self._stage = None
+            else:
+                self._exit = None
+
+
+def check_flow(results: Path, report: Path) -> None:
+    """Each box's numbers, recounted from the JSONL: an exit box counts only its own records."""
+    outcomes: Counter[str] = Counter()
+    decisive: dict[str, Counter[str]] = {}
+    missing: dict[str, Counter[str]] = {}
+    errors: Counter[str] = Counter()
+    for raw in results.read_bytes().splitlines():
+        line = orjson.loads(raw)
+        if "decision" not in line:
+            errors["not_screened" if "not_screened" in line else line["error"]["code"]] += 1
+            continue
+        decision = line["decision"]
+        outcome = decision["outcome"]
+        outcomes[outcome] += 1
+        decisive.setdefault(outcome, Counter()).update(c["id"] for c in decision["criteria"] if c["decisive"])
+        missing.setdefault(outcome, Counter()).update(decision["missing_information"])
+    flow = Flow()
+    flow.feed(report.read_text())
+
+    screened = sum(outcomes.values())
+    assert flow.stages == {
+        "assessed": screened + sum(errors.values()),
+        "screened": screened,
+        "not_ineligible": screened - outcomes["ineligible"],
+        "complete": screened - outcomes["ineligible"] - outcomes["needs_information"],
+        "meet": outcomes["eligible_with_cautions"] + outcomes["eligible"],
+        "eligible": outcomes["eligible"],
+    }
+    exits = ("ineligible", "needs_information", "needs_review", "eligible_with_cautions")
+    assert flow.exits == {"failed": sum(errors.values()), **{o: outcomes[o] for o in exits}}
+    assert flow.items["failed"] == dict(errors)
+    expected = {o: decisive.get(o, Counter()) for o in exits}
+    expected["needs_information"] = missing.get("needs_information", Counter())
+    for outcome, counts in expected.items():
+        shown = flow.items[outcome]
+        assert len(shown) == min(8, len(counts)), outcome
+        assert flow.more.get(outcome, 0) == len(counts) - len(shown), outcome
+        assert shown == {key: counts[key] for key in shown}, outcome
+        if len(counts) > len(shown):  # the most frequent are shown
+            assert min(shown.values()) >= max(n for k, n in counts.items() if k not in shown)
+        assert not shown or max(shown.values()) <= outcomes[outcome], outcome
+
+
+def test_the_flow_diagram_shows_the_counts_of_the_output_file(run: Path) -> None:
+    check_flow(run / "results.jsonl", run / "report.html")
+
+
+def test_the_needs_information_box_counts_only_its_own_records(tmp_path: Path) -> None:
+    """Ineligible records that also miss an item: the box listed them (n = 2, items 15, 15)."""
+    patients = tmp_path / "patients.jsonl"
+    blood_pressure = [{"systolic": 200, "diastolic": 80, "date": "2026-11-01"}]
+    with patients.open("wb") as file:
+        for index in range(15):  # ineligible (blood pressure) and missing a pain score
+            record = eligible_record(id=f"bp-{index}", blood_pressure=blood_pressure, pain_scores=[])
+            file.write(orjson.dumps(record) + b"\n")
+        for index in range(2):  # needs information: the pain score alone
+            file.write(orjson.dumps(eligible_record(id=f"ni-{index}", pain_scores=[])) + b"\n")
+    out, report = tmp_path / "results.jsonl", tmp_path / "report.html"
+    args = ["batch", str(patients), "--out", str(out), "--as-of", AS_OF, "--rules", str(RULES)]
+    result = CliRunner().invoke(main, [*args, "-w", "1", "--report", str(report), "-q"])
+    assert result.exit_code == 0, result.stderr
+    check_flow(out, report)
+    flow = Flow()
+    flow.feed(report.read_text())
+    assert flow.exits["needs_information"] == 2 and flow.exits["ineligible"] == 15
+    assert flow.items["needs_information"] == {"a pain intensity score (0-10) from the last 90 days": 2}
+    summary = Summary.from_jsonl(out)
+    assert summary.missing["a pain intensity score (0-10) from the last 90 days"] == 17
+    assert summary.missing_of("needs_information") == [
+        ("a pain intensity score (0-10) from the last 90 days", 2)
+    ]
+
+
+def test_the_report_speaks_to_a_clinical_lead(run: Path) -> None:
+    html = (run / "report.html").read_text()
+    visible = re.sub(r"<[^>]*>", " ", html.split('id="summary-data"')[0])  # text, not attributes
+    assert "record []" not in visible and "snri_tca" not in visible
+    assert "record \u201cnone\u201d if there is none" in html
+    assert not re.search(r'<td class="num">(True|False)', html)
+    assert re.search(r"fhir_infer_failed_trials</code></td><td class=\"num\">(yes|no)</td>", html)
+    # labels wrap onto more lines rather than being cut, so nothing is lost in print
+    assert "…" not in re.sub(r"<[^>]*>", " ", html.split("<svg", 1)[1].split("</svg>", 1)[0])
+    assert "<tspan" in html
+
+
+def test_treatment_classes_and_flags_have_human_labels() -> None:
+    from screening.report import Labels
+
+    labels = Labels(load_ruleset(RULES))
+    assert labels.text("the outcome of the trials in: snri_tca, opioid") == (
+        "the outcome of the trials in: SNRI and tricyclic antidepressants, Opioid analgesics"
+    )
+    assert labels.text("treatment history (record [] if none was tried)") == (
+        "treatment history (record \u201cnone\u201d if none was tried)"
+    )
+    assert (Labels.value(True), Labels.value(False), Labels.value(None), Labels.value(3)) == (
+        "yes",
+        "no",
+        "",
+        "3",
+    )

@@ -426,3 +426,10 @@ def test_names_read_before_a_syntax_error_are_not_reported_as_undefined(tmp_path
     facts.write_text(facts.read_text() + "\n  late: {description: [unclosed\n")
     found = problems_of(rules)
     assert len(found) == 1 and found[0].startswith("rules/facts.yaml:") and "yaml_syntax" in found[0], found
+
+
+def test_the_answers_a_rule_file_may_give_are_the_lists_a_record_may_leave_blank() -> None:
+    from screening.aggregates import ANSWER_FIELDS
+    from screening.rulefiles import ANSWER_KEYS
+
+    assert sorted(ANSWER_KEYS) == sorted(ANSWER_FIELDS)
