@@ -31,7 +31,7 @@ from .aggregates import DIAGNOSES
 from .decision import OUTCOME_ORDER, CriterionResult, Decision, Outcome
 from .errors import InputError, NotScreened, RecordError
 from .fhir import Entry, FhirRecord, flatten, is_fhir, keys_of, read_entries, ref_key
-from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES
+from .fhir_map import MEDICATION_TYPES, PATIENT_REFERENCE, TREATMENT_TYPES
 from .fhir_terms import OBSERVATION_SETS
 from .ruleset import Fact, RuleSet
 
@@ -48,7 +48,6 @@ PREFETCH_TYPES = {
     "procedures": "Procedure",
     "allergies": "AllergyIntolerance",
 }
-MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest")
 SUMMARY_LIMIT = 139
 EFFECT_ORDER = ("indication", "require", "exclude", "review", "caution")
 INDICATOR = {

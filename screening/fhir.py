@@ -183,6 +183,9 @@ def read_entries(
 ) -> list[FhirRecord]:
     """Records from resources: one per Patient, or the one patient ``patient_id`` names.
 
+    Without any Patient resource, each patient the resources refer to is screened, with
+    age and sex unknown (a lone Observation, a search result).
+
     ``treatments_known`` defaults to whether the patient has any MedicationStatement,
     MedicationRequest or Procedure: without them the treatment history is unknown, not
     empty. A malformed resource raises InputError; with ``strict=False`` it is reported
@@ -232,6 +235,26 @@ class _Reader:
             errors.append(error)
             for key in keys_of(entry):
                 owners[key] = index
+        if not patients and patient_id is None:
+            # Resources without their Patient (a lone Observation, a search result): screen
+            # each patient they refer to, with age and sex unknown. Such a fragment is not a
+            # chart, so none of its lists is taken as complete: histories, problem list,
+            # medications and allergies are "not available" unless it holds some.
+            for referred in self._referred_patients():
+                owners[f"Patient/{referred}"] = len(bases)
+                bases.append(
+                    (
+                        {"id": referred},
+                        [
+                            f"no Patient resource for Patient/{referred}: age and sex unknown, "
+                            "and no list in the input is taken as complete"
+                        ],
+                    )
+                )
+                errors.append(None)
+            if bases:
+                conditions_known = medications_known = allergies_known = False
+                treatments_known = False
         if patient_id is not None:
             # Also the transaction-Bundle form, where Synthea-like data keep it in prefetch.
             owners[f"Patient/{patient_id}"] = owners[f"urn:uuid:{patient_id}"] = 0
@@ -286,6 +309,22 @@ class _Reader:
             )
             out.append(FhirRecord(record, notes + more, errors[index]))
         return out + orphans
+
+    def _referred_patients(self) -> list[str]:
+        """The ids of the Patients the resources refer to (``Patient/<id>``), in order."""
+        found: dict[str, None] = {}
+        for entry in self.entries:
+            field_name = PATIENT_REFERENCE.get(entry.type)
+            if field_name is None:
+                continue
+            try:
+                ref = subject_of(entry.resource, field_name)
+            except Malformed:
+                continue  # reported when the entry is read
+            key = ref_key(ref) if ref else ""
+            if key.startswith("Patient/") and len(key) > len("Patient/"):
+                found.setdefault(key.removeprefix("Patient/")[:200], None)
+        return list(found)
 
     def _read(self, entry: Entry, read: Any) -> tuple[Any, InputError | None]:
         """What ``read`` gives, or (strict: raises) the InputError naming where it failed."""

@@ -29,7 +29,7 @@ import orjson
 from .errors import InputError
 from .fhir import Entry, FhirRecord, keys_of, lookup_medication, patient_id_of, ref_key, subject_of
 from .fhir_assemble import assemble
-from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
+from .fhir_map import MEDICATION_TYPES, PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
 from .fhir_terms import Malformed, terms_for
 from .ruleset import RuleSet
 
@@ -125,7 +125,7 @@ def read_bulk(
         yield from orphans
         conditions_known = bool(files.get("Condition"))
         treatments_known = any(files.get(kind) for kind in TREATMENT_TYPES)
-        medications_known = any(files.get(kind) for kind in ("MedicationStatement", "MedicationRequest"))
+        medications_known = any(files.get(kind) for kind in MEDICATION_TYPES)
         allergies_known = bool(files.get("AllergyIntolerance"))
         for slots in store.buckets():
             for _, base, notes, partials, first in sorted(

@@ -54,6 +54,7 @@ PATIENT_REFERENCE = {
     "AllergyIntolerance": "patient",
 }
 TREATMENT_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "Procedure"})
+MEDICATION_TYPES = frozenset({"MedicationStatement", "MedicationRequest"})
 
 
 def status_code(resource: Mapping[str, Any], key: str) -> str | None:

@@ -134,3 +134,31 @@ def test_rules_test_reports_the_test_files_problems_with_the_rule_files(tmp_path
     code, _, err = run("rules", "test", str(broken))
     assert code == 1
     assert "inclusion.yaml:2" in err and "review_test.yaml:2" in err
+
+
+CDS_EXAMPLES = ROOT / "tests" / "fixtures" / "fhir" / "cds-hooks-spec-examples"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hl7_cds_hooks_index__patient-view-request-with-prefetch.L220.json",
+        "hl7_cds_hooks_index__order-sign-request.L307.json",
+    ],
+)
+def test_check_screens_the_patient_of_a_cds_hooks_request(name: str) -> None:
+    code, out, err = run("check", str(CDS_EXAMPLES / name), "--as-of", AS_OF, "--format", "json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["decision"]["outcome"] in {"needs_information", "ineligible"}
+    assert answer["cards"] and answer["cards"][0]["indicator"] in {"warning", "critical"}
+    code, out, _ = run("check", str(CDS_EXAMPLES / name), "--as-of", AS_OF)
+    assert code == 0 and "record " in out.splitlines()[0]
+
+
+def test_check_names_the_file_and_field_of_a_bad_cds_hooks_request(tmp_path: Path) -> None:
+    path = tmp_path / "hook.json"
+    path.write_text(json.dumps({"hook": "patient-view", "hookInstance": "x", "context": {}, "prefetch": {}}))
+    code, _, err = run("check", str(path))
+    assert code == 1
+    assert f"{path}:context.patientId: the request's context has no patientId" in err

@@ -267,7 +267,9 @@ def test_every_fixture_is_read_or_refused_clearly(screener: Screener, path: Path
     try:
         results = screener.screen_fhir(data, AS_OF, source=path.name)
     except InputError as error:
+        # Only a resource that is about no patient at all (a Medication, a Bundle of them).
         assert path.name in str(error) and "no Patient" in str(error)
+        assert '"Patient/' not in path.read_text(), "a resource about a patient must be screened"
         return
     for result in results:
         assert isinstance(result, (Decision, NotScreened))
@@ -649,6 +651,49 @@ def test_malformed_input_names_the_source_and_position(screener: Screener, data:
         bundle_records(data, screener.ruleset, source="upload.json")
     assert caught.value.source == "upload.json" and caught.value.position == position
     assert str(caught.value).startswith(f"upload.json:{position}: ")
+
+
+def test_resources_without_their_patient_screen_the_patient_they_refer_to(screener: Screener) -> None:
+    bp = {
+        "resourceType": "Observation",
+        "id": "bp1",
+        "status": "final",
+        "code": cc(LOINC, "85354-9"),
+        "subject": {"reference": "Patient/lonely"},
+        "effectiveDateTime": "2026-11-20",
+        "component": [
+            {"code": cc(LOINC, "8480-6"), **quantity(190, "mm[Hg]")},
+            {"code": cc(LOINC, "8462-4"), **quantity(95, "mm[Hg]")},
+        ],
+    }
+    [decision] = screener.screen_fhir(bp, AS_OF)
+    assert isinstance(decision, Decision) and decision.record_id == "lonely"
+    assert decision.outcome == "ineligible"  # the reading it has is enough to exclude
+    assert decision.criterion("EXC-BP-UNCONTROLLED").status == "met"
+    # A fragment is not a chart: no list in it is taken as complete, nothing as "none".
+    for criterion in ("EXC-PSYCHOSIS", "EXC-HYPERSENSITIVITY", "INC-REFRACTORY", "EXC-CV-UNSTABLE"):
+        assert decision.criterion(criterion).status == "unknown", criterion
+    assert any("no Patient resource for Patient/lonely" in n for n in decision.extra["input_notes"])
+
+
+def test_a_bulk_export_without_a_resource_type_leaves_its_criteria_unknown(
+    screener: Screener, tmp_path: Path
+) -> None:
+    import shutil
+
+    export = tmp_path / "export"
+    shutil.copytree(FIXTURES / "synthea-bulk-ndjson", export)
+    for path in export.glob("AllergyIntolerance*.ndjson"):
+        path.unlink()
+    screened = 0
+    for record in bulk_records(export, screener.ruleset):
+        assert record["allergies"] is None
+        if record.get("deceased"):
+            continue
+        decision = screener.screen_fhir_record(record, AS_OF)
+        assert decision.criterion("EXC-HYPERSENSITIVITY").status == "unknown"
+        screened += 1
+    assert screened >= 3
 
 
 def test_not_fhir_at_all(screener: Screener) -> None:
