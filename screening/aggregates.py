@@ -318,11 +318,14 @@ def _latest(
 def age_years(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Age in whole years on the screening date, from the birth date or the stated age."""
     record, as_of = view.record, view.as_of
+    sources = record.sources
     if record.birth_date:
         age = years_between(record.birth_date, as_of)
-        return Finding({"value": age}, [Evidence(f"born {_iso(record.birth_date)}")])
+        born = Evidence(f"born {_iso(record.birth_date)}", None, sources.get("birth_date"))
+        return Finding({"value": age}, [born])
     if record.age is not None:
-        return Finding({"value": record.age}, [Evidence(f"age {record.age} as recorded")])
+        stated = Evidence(f"age {record.age} as recorded", None, sources.get("age"))
+        return Finding({"value": record.age}, [stated])
     return Finding({"value": None})
 
 
@@ -330,8 +333,9 @@ def age_years(view: RecordView, args: Mapping[str, Any]) -> Finding:
 def record_field(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """A plain field of the record (sex, breastfeeding, weight_kg)."""
     record = view.record
-    value = getattr(record, args["field"])
-    evidence = [Evidence(f"{args['field']}: {value}")] if value is not None else []
+    name = args["field"]
+    value = getattr(record, name)
+    evidence = [Evidence(f"{name}: {value}", None, record.sources.get(name))] if value is not None else []
     return Finding({"value": value}, evidence)
 
 

@@ -254,9 +254,9 @@ def breastfeeding_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     record = view.record
     if record.breastfeeding is not None:
         said = "breastfeeding" if record.breastfeeding else "not breastfeeding"
-        return Finding(
-            {"value": record.breastfeeding, "shown": f"{said} (recorded)"}, [Evidence(f"recorded as {said}")]
-        )
+        recorded = Evidence(f"recorded as {said}", None, record.sources.get("breastfeeding"))
+        return Finding({"value": record.breastfeeding, "shown": f"{said} (recorded)"}, [recorded])
     if record.sex == "male":
-        return Finding({"value": False, "shown": "not applicable (sex male)"}, [Evidence("sex: male")])
+        male = Evidence("sex: male", None, record.sources.get("sex"))
+        return Finding({"value": False, "shown": "not applicable (sex male)"}, [male])
     return Finding({"value": None, "shown": "not recorded, so taken as not breastfeeding"})

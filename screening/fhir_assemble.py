@@ -119,6 +119,7 @@ def assemble(
             weights.append(partial)
         elif kind == "breastfeeding":
             record["breastfeeding"] = True
+            _sourced(record, "breastfeeding", partial.get("source"))
         elif kind == "note":
             notes.append(partial["text"])
     for pair in halves.values():
@@ -145,6 +146,7 @@ def assemble(
         latest = max(weights, key=lambda w: w["date"])
         if 1 < latest["value"] <= 400:
             record["weight_kg"] = latest["value"]
+            _sourced(record, "weight_kg", latest.get("source"))
         else:
             notes.append(f"{latest['source']}: body weight {latest['value']:g} kg not plausible; not used")
     if conditions_known:
@@ -180,6 +182,12 @@ def _add(
         notes.append(f"{item.get('source') or 'an item'}: not used ({reason})")
         return
     target.append(clean)
+
+
+def _sourced(record: dict[str, Any], name: str, source: str | None) -> None:
+    """Name the resource a plain field of the record came from (``Record.sources``)."""
+    if source:
+        record["sources"] = {**record.get("sources", {}), name: source}
 
 
 def merge_trial(

@@ -89,6 +89,8 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
         when = day(died, "deceasedDateTime")
         if when:
             base[DECEASED_ON] = when  # clip_to: not yet deceased on an earlier screening date
+    here = f"Patient/{record_id}"
+    base["sources"] = {name: here for name in ("birth_date", "sex", "deceased") if name in base}
     return base, notes
 
 

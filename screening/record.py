@@ -36,6 +36,8 @@ from pydantic import (
 from .errors import FieldProblem, RecordError
 
 CodeSystem = Literal["icd-10-cm", "snomed"]
+SourcedField = Literal["birth_date", "age", "sex", "weight_kg", "breastfeeding", "deceased"]
+"""The plain (not list) fields of a record, whose sources are in ``Record.sources``."""
 Source = Annotated[
     str | None,
     Field(default=None, description="Where the item came from, e.g. a FHIR 'Condition/abc'."),
@@ -286,6 +288,13 @@ class Record(BaseModel):
     allergies: list[Allergy] | None = Field(
         default=[],
         description="Left out or []: no allergy; null: the allergy list is not available (unknown).",
+    )
+    sources: dict[SourcedField, str] = Field(
+        default={},
+        description=(
+            'Where the plain fields came from, e.g. {"birth_date": "Patient/abc", '
+            '"weight_kg": "Observation/w1"}; the decision\'s evidence names them.'
+        ),
     )
 
     @field_validator("birth_date")

@@ -275,9 +275,9 @@ def test_every_fixture_is_read_or_refused_clearly(screener: Screener, path: Path
         assert isinstance(result, (Decision, NotScreened))
         if isinstance(result, Decision):
             for criterion in result.criteria:
-                for item in criterion.evidence:
-                    if "source" in item:
-                        assert "/" in item["source"] or item["source"].startswith("urn:")
+                for item in criterion.evidence:  # every fact names the resource it came from
+                    assert "source" in item, (criterion.id, item)
+                    assert "/" in item["source"] or item["source"].startswith("urn:")
 
 
 @pytest.mark.parametrize("path", sorted(SYNTHEA.glob("*.json")), ids=lambda p: p.name[:20])

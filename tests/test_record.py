@@ -123,3 +123,16 @@ def test_the_schema_says_null_is_not_available_and_left_out_is_none() -> None:
         assert properties[field]["default"] == []
         assert "null" in properties[field]["description"]
         assert "not available" in properties[field]["description"]
+
+
+def test_plain_fields_name_their_source_in_the_evidence(screener: Screener) -> None:
+    record = eligible_record(sources={"birth_date": "Patient/p1", "sex": "Patient/p1"})
+    decision = screener.screen(record, as_of=AS_OF)
+    assert decision.criterion("INC-ADULT").evidence == [{"what": "born 1975-03-02", "source": "Patient/p1"}]
+    assert {"what": "sex: male", "source": "Patient/p1"} in decision.criterion("EXC-PREGNANCY").evidence
+
+
+def test_sources_name_only_plain_fields(screener: Screener) -> None:
+    with pytest.raises(RecordError) as raised:
+        screener.screen(eligible_record(sources={"blood_pressure": "x"}), as_of=AS_OF)
+    assert [p.field for p in raised.value.problems] == ["sources.blood_pressure.[key]"]
