@@ -24,7 +24,7 @@ from .batch_inputs import FhirRecord, Item, ReadError
 from .errors import InputError, NotScreened, RecordError, ScreeningError
 from .report import Summary
 from .ruleset import RuleSet
-from .screener import Screener
+from .screener import Screener, not_a_record
 
 Chunk = tuple[int, list[Item]]
 Payload = bytes | str | dict[str, Any] | CsvRow | ReadError
@@ -134,7 +134,7 @@ def screen_result(
             except orjson.JSONDecodeError as error:
                 raise InputError(f"not valid JSON: {error}", source) from None
         if not isinstance(data, dict):
-            raise InputError(f"a record must be a JSON object, not {type(data).__name__}", source)
+            raise not_a_record(data, source)
         raw_id = data.get("id")
         record_id = str(raw_id) if raw_id is not None else None
         line["record_id"] = record_id

@@ -96,7 +96,7 @@ def check(
     """
     from .cdshooks import is_hook_request
     from .fhir import is_fhir
-    from .screener import Screener, load_json
+    from .screener import Screener, load_json, not_a_record
 
     source = getattr(file, "name", "<stdin>")
     data = load_json(file.read(), source=source)
@@ -108,7 +108,7 @@ def check(
         _check_hook_request(screener, data, as_of, source, output_format)
         return
     if not isinstance(data, dict):
-        raise InputError(f"a record must be a JSON object, not {_json_type(data)}", source)
+        raise not_a_record(data, source)
     try:
         decision = screener.screen(data, as_of=as_of)
     except RecordError as error:
@@ -159,12 +159,6 @@ def _check_hook_request(
         click.echo(f"  note: {note}")
     for kind in hook.unavailable:
         click.echo(f"  not provided in the prefetch: {kind} ({cdshooks.UNAVAILABLE_EFFECT[kind]})")
-
-
-def _json_type(value: object) -> str:
-    """A parsed JSON value's type, in JSON's words."""
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _echo_fhir_results(results: list[Any], output_format: str) -> None:

@@ -62,6 +62,17 @@ def load_json(data: str | bytes, source: str | None = None) -> Any:
         raise InputError(f"not valid JSON: {error.msg}", source, f"{error.lineno}:{error.colno}") from None
 
 
+def json_type(value: object) -> str:
+    """A parsed JSON value's type, in JSON's words ("a string", "an array", "null")."""
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def not_a_record(value: object, source: str | None = None) -> InputError:
+    """The error for parsed JSON that is not an object, so cannot be a record."""
+    return InputError(f"a record must be a JSON object, not {json_type(value)}", source)
+
+
 class Screener:
     """Screens patient records against one rule set."""
 
@@ -136,7 +147,7 @@ class Screener:
         elif isinstance(record, (str, bytes)):
             record = load_json(record)
         if not isinstance(record, Mapping):
-            raise InputError(f"a record must be a JSON object, not {type(record).__name__}")
+            raise not_a_record(record)
         return parse_record(dict(record), as_of)
 
     def statuses(self, sheet: FactSheet) -> dict[str, str]:

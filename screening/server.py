@@ -46,7 +46,7 @@ from .errors import EngineError, InputError, NotScreened, RecordError, RuleSetEr
 from .fhir import is_fhir
 from .fhir_fetch import FhirFetcher
 from .record import Record
-from .screener import Screener, load_json, parse_as_of
+from .screener import Screener, load_json, not_a_record, parse_as_of
 
 T = TypeVar("T")
 log = logging.getLogger("screening.server")
@@ -395,6 +395,8 @@ def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScr
         if isinstance(results[0], RecordError):
             raise results[0]
         return results[0]
+    if not isinstance(data, dict):
+        raise not_a_record(data, "request body")
     try:
         return screener.screen(data, as_of)
     except NotScreened as error:
@@ -408,6 +410,8 @@ def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) 
             if is_fhir(item):
                 found: list[Any] = list(screener.screen_fhir(item, as_of, source=f"records[{position}]"))
             else:
+                if not isinstance(item, dict):
+                    raise not_a_record(item, f"records[{position}]")
                 try:
                     found = [screener.screen(item, as_of)]
                 except NotScreened as error:

@@ -285,3 +285,10 @@ def test_app_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app.post("/screen", content=b" " * 200).status_code == 413
     assert app.get("/rules").status_code == 401
     assert app.get("/rules", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "kind"), [(b'"hi"', "a string"), (b"[1]", "an array"), (b"null", "null")])
+def test_json_that_is_not_an_object_is_refused_clearly(client: TestClient, body: bytes, kind: str) -> None:
+    response = client.post("/screen", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["message"] == f"request body: a record must be a JSON object, not {kind}"
