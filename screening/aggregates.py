@@ -128,6 +128,7 @@ class RecordView:
         "_primary_pain",
         "as_of",
         "classify",
+        "memo",
         "record",
     )
 
@@ -139,6 +140,8 @@ class RecordView:
         self._by_value_set: dict[str, list[Diagnosis]] | None = None
         self._medications: list[tuple[Medication, frozenset[str]]] | None = None
         self._primary_pain: list[PainCondition] | None = None
+        self.memo: dict[Any, Any] = {}
+        """What one aggregate works out that another also needs (e.g. the latest BP day)."""
 
     def diagnoses(self) -> list[tuple[Diagnosis, frozenset[str]]]:
         """Every diagnosis of every list, with the ids of the value sets it belongs to."""
@@ -245,6 +248,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
 
 
+@lru_cache(maxsize=65536)
 def months_between(start: date, end: date) -> float:
     """Calendar months from ``start`` to ``end``, exact: whole months, plus the days after
     them as a fraction of the next month. Compare this value, never a rounding of it: it
@@ -258,6 +262,7 @@ def months_between(start: date, end: date) -> float:
     return whole + (end - anchor).days / (following - anchor).days
 
 
+@lru_cache(maxsize=65536)
 def months_text(start: date, end: date) -> str:
     """The time from ``start`` to ``end`` for reasons: months rounded DOWN to 2 decimals,
     and the days. Rounding down keeps the text on the same side of any threshold of up

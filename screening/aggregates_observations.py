@@ -42,6 +42,16 @@ def latest_bp_day(
     diastolic (which may come from different readings), with every reading of that day
     as evidence; or None with the newest stale reading as evidence.
     """
+    key = ("latest_bp_day", within_days)
+    found = view.memo.get(key)
+    if found is None:
+        found = view.memo[key] = _latest_bp_day(view, within_days)
+    return found
+
+
+def _latest_bp_day(
+    view: RecordView, within_days: int
+) -> tuple[tuple[float, float, date] | None, list[Evidence]]:
     readings, as_of = view.record.blood_pressure, view.as_of
     if not readings:
         return None, []

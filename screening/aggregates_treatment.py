@@ -40,7 +40,25 @@ TREATMENT_OUTPUTS = (
 
 
 def class_labels(value_sets: Iterable[ValueSet]) -> dict[str, str]:
-    """Each ``treatment_class`` attribute value with its set's ``label`` (or title)."""
+    """Each ``treatment_class`` attribute value with its set's ``label`` (or title).
+
+    Remembered for the value sets of each rule set (the same tuple for every record); do
+    not mutate the dict returned."""
+    sets = tuple(value_sets)
+    key = tuple(map(id, sets))
+    found = _LABELS.get(key)
+    if found is None:
+        if len(_LABELS) >= 64:
+            _LABELS.clear()
+        found = _LABELS[key] = (sets, _class_labels(sets))
+    return found[1]
+
+
+_LABELS: dict[tuple[int, ...], tuple[tuple[ValueSet, ...], dict[str, str]]] = {}
+"""By the ids of the value sets, which the entry keeps alive, so an id is never reused."""
+
+
+def _class_labels(value_sets: Iterable[ValueSet]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for value_set in value_sets:
         klass = value_set.attributes.get("treatment_class")
