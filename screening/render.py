@@ -8,6 +8,7 @@ asked (the CLI asks when stdout is a terminal).
 from __future__ import annotations
 
 import io
+import shutil
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,9 +30,21 @@ _SECTIONS = (
 )
 
 
-def render_text(decision: Decision, color: bool = False, width: int = 100) -> str:
+def render_text(decision: Decision, color: bool = False, width: int | None = None) -> str:
+    """The decision as text. Lines are wrapped only at ``width`` (the terminal's, when
+    ``color`` is on and no width is given); otherwise each line stays whole, for pipes,
+    files and the HTTP service."""
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+    if width is None and color:
+        width = shutil.get_terminal_size((100, 24)).columns
+    console = Console(
+        file=buffer,
+        force_terminal=color,
+        no_color=not color,
+        width=width or 100,
+        soft_wrap=width is None,
+        highlight=False,
+    )
     outcome = decision.outcome
     label = outcome.value.replace("_", " ").upper()
     console.print(

@@ -162,3 +162,11 @@ def test_check_names_the_file_and_field_of_a_bad_cds_hooks_request(tmp_path: Pat
     code, _, err = run("check", str(path))
     assert code == 1
     assert f"{path}:context.patientId: the request's context has no patientId" in err
+
+
+def test_text_lines_are_not_hard_wrapped_when_piped() -> None:
+    code, out, _ = run("check", str(ROOT / "examples" / "eligible.json"), "--as-of", AS_OF)
+    assert code == 0
+    passed = [line for line in out.splitlines() if line.startswith("  ok ")]
+    assert len(passed) >= 20  # one line per criterion, each whole with its sources
+    assert all(line.endswith(")") for line in passed)
