@@ -167,6 +167,47 @@ def engine_only(screener: Screener, lines: list[bytes], deciders: dict[str, Fire
     return out
 
 
+STEPS = ("parse JSON", "validate", "facts", "engine", "decision", "as_dict", "serialise")
+
+
+def steps(screener: Screener, lines: list[bytes], rounds: int = 2) -> dict[str, float]:
+    """Microseconds per record of each step of the in-process path (the last round counts)."""
+    from screening.decision import decide
+    from screening.facts import compute_facts
+    from screening.screener import parse_as_of
+
+    day = parse_as_of(AS_OF)
+    clock = time.perf_counter
+    totals = dict.fromkeys(STEPS, 0.0)
+    count = 0
+    for round_ in range(rounds):
+        for line in lines:
+            t0 = clock()
+            data = orjson.loads(line)
+            t1 = clock()
+            record = screener.validate(data, day)
+            if record.deceased:
+                continue
+            t2 = clock()
+            sheet = compute_facts(screener.ruleset, record, day, screener._classify, screener._plan)
+            t3 = clock()
+            statuses = screener.statuses(sheet)
+            t4 = clock()
+            decision = decide(screener.ruleset, record, day, sheet, statuses)
+            t5 = clock()
+            as_dict = decision.as_dict()
+            t6 = clock()
+            orjson.dumps(as_dict, option=orjson.OPT_APPEND_NEWLINE)
+            t7 = clock()
+            if round_ == rounds - 1:
+                count += 1
+                for name, start, end in zip(
+                    STEPS, (t0, t1, t2, t3, t4, t5, t6), (t1, t2, t3, t4, t5, t6, t7), strict=True
+                ):
+                    totals[name] += end - start
+    return {name: 1e6 * total / count for name, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +299,12 @@ def main() -> None:
     print("\ndeciding step alone, per record (facts precomputed):")
     for name, us in micro.items():
         print(f"  {name:<42}{us:>8.1f} us")
+    breakdown = steps(screener, lines[:5000])
+    print("\nin-process path by step, per record (5,000 records, second round):")
+    for name, us in breakdown.items():
+        print(f"  {name:<42}{us:>8.1f} us")
+    total = sum(breakdown.values())
+    print(f"  {'all steps':<42}{total:>8.1f} us  ({1e6 / total:,.0f} records/s)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {rss:.0f} MiB; outputs in {workdir}")
