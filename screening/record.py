@@ -271,7 +271,8 @@ class Record(BaseModel):
         default=None, description="null: not asked (unknown); []: explicitly none."
     )
     conditions: list[Diagnosis] | None = Field(
-        default=[],
+        default_factory=list,
+        json_schema_extra={"default": []},
         description=(
             "Other diagnoses: cardiovascular, hepatic, neurological, ... "
             "Left out or []: none; null: the problem list is not available (unknown)."
@@ -282,15 +283,18 @@ class Record(BaseModel):
     labs: list[LabResult] = []
     phq9: list[Phq9] = []
     medications: list[Medication] | None = Field(
-        default=[],
+        default_factory=list,
+        json_schema_extra={"default": []},
         description="Left out or []: no medication; null: the medication list is not available (unknown).",
     )
     allergies: list[Allergy] | None = Field(
-        default=[],
+        default_factory=list,
+        json_schema_extra={"default": []},
         description="Left out or []: no allergy; null: the allergy list is not available (unknown).",
     )
     sources: dict[SourcedField, str] = Field(
-        default={},
+        default_factory=dict,
+        json_schema_extra={"default": {}},
         description=(
             'Where the plain fields came from, e.g. {"birth_date": "Patient/abc", '
             '"weight_kg": "Observation/w1"}; the decision\'s evidence names them.'
