@@ -106,7 +106,8 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
     value_sets, drug = args["value_sets"], view.classify.drug
     labels = class_labels(value_sets)
     failed: set[str] = set()
-    undetermined: dict[str, list[TreatmentTrial]] = {}
+    undetermined: dict[str, list[str]] = {}
+    """By class, the names of the trials whose outcome is not known yet."""
     unclassified: dict[str, TreatmentTrial] = {}
     evidence = []
     for trial in treatments:
@@ -128,16 +129,13 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
         if trial.outcome in FAILED_OUTCOMES:
             failed.add(klass)
         elif trial.outcome in OPEN_OUTCOMES:
-            undetermined.setdefault(klass, []).append(trial)
+            undetermined.setdefault(klass, []).append(trial.name)
     tried = {trial.name.strip().lower() for trial in treatments}
     for med, _ in view.current_medications():
         if med.name.strip().lower() in tried:
             continue
         klass = _attribute_of_first(value_sets, drug(med.code, med.name), "treatment_class")
         if klass is not None:
-            trial = TreatmentTrial(
-                name=med.name, code=med.code, outcome=TrialOutcome.ongoing, source=med.source
-            )
             evidence.append(
                 Evidence(
                     f"{med.name}: current medication, outcome not recorded [{labels.get(klass, klass)}]",
@@ -145,7 +143,7 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
                     med.source,
                 )
             )
-            undetermined.setdefault(klass, []).append(trial)
+            undetermined.setdefault(klass, []).append(med.name)
     open_classes = sorted(set(undetermined) - failed)
     failed_labels = ", ".join(sorted(labels.get(k, k) for k in failed))
     open_labels = ", ".join(labels.get(k, k) for k in open_classes)
@@ -159,9 +157,9 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
     if unclassified:
         summary += f"; treatment class not recognised for: {names}"
     asks = [
-        f"the outcome of {trial.name} ({labels.get(klass, klass)})"
+        f"the outcome of {name} ({labels.get(klass, klass)})"
         for klass in open_classes
-        for trial in undetermined[klass]
+        for name in undetermined[klass]
     ]
     asks += [
         f"the treatment class of {t.name}" + (" and its outcome" if t.outcome in OPEN_OUTCOMES else "")
