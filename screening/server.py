@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -189,7 +190,9 @@ def create_app(
         return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args))
 
     ruleset = screener.ruleset
-    app = FastAPI(
+    # The docs pages use the Swagger UI and ReDoc files shipped with fastapi-offline, not a
+    # CDN: hospital networks are often closed to the internet.
+    app = FastAPIOffline(
         title="Ketamine eligibility screening",
         version=ruleset.version,
         description=(

@@ -292,3 +292,17 @@ def test_json_that_is_not_an_object_is_refused_clearly(client: TestClient, body:
     response = client.post("/screen", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["message"] == f"request body: a record must be a JSON object, not {kind}"
+
+
+def test_the_docs_work_on_a_closed_network(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "http://" not in html and "https://" not in html, page  # no CDN, no web fonts
+        assets = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+\.(?:js|css))['"]""", html)
+        assert assets, page
+        for url in assets:  # served by this service, not by a CDN
+            assert url.startswith("/"), url
+            response = client.get(url)
+            assert response.status_code == 200 and len(response.content) > 10_000, url
