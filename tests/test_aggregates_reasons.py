@@ -1,4 +1,4 @@
-"""Reasons say what decided a criterion, and never contradict its status (audit fixes)."""
+"""Reasons say what decided a criterion, and never contradict its status."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CDS Hooks and the HTTP service: the cases an audit found wrong (each failed before its fix).
+"""CDS Hooks and the HTTP service: unavailable or mismatched prefetch, partial fetches, hooks, media types.
 
 In-process, on the real engine and rule files; the remote FHIR server is an httpx
 MockTransport.
@@ -45,7 +45,7 @@ def test_the_base_case_gets_an_info_card(client: TestClient) -> None:
     assert card["indicator"] == "info" and "criteria met" in card["summary"]
 
 
-# -- 3. data not provided is not "criteria met" --------------------------------------------
+# -- data not provided is not "criteria met" --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_a_missing_prefetch_kind_leaves_its_criteria_unchecked(
     assert unavailable["indicator"] == "warning"
 
 
-# -- 4. a partial fetch is unavailable data -------------------------------------------------
+# -- a partial fetch is unavailable data -------------------------------------------------
 
 
 def _fetching_app(screener: Screener, handler: Any, max_pages: int = 10) -> TestClient:
@@ -140,7 +140,7 @@ def test_a_search_past_the_page_limit_is_unavailable(screener: Screener) -> None
     assert "criteria met" not in main["summary"]
 
 
-# -- 5. a prefetch about another patient ------------------------------------------------------
+# -- a prefetch about another patient ------------------------------------------------------
 
 
 def test_a_prefetch_for_another_patient_gets_a_clear_card(client: TestClient) -> None:
@@ -156,7 +156,7 @@ def test_a_prefetch_for_another_patient_gets_a_clear_card(client: TestClient) ->
     assert "does not match" in card["summary"] and "Condition/theirs" in card["detail"]
 
 
-# -- 8. the needs_information summary names what applies ----------------------------------
+# -- the needs_information summary names what applies ----------------------------------
 
 
 def test_the_incomplete_summary_names_the_missing_pain_condition(client: TestClient) -> None:
@@ -168,7 +168,7 @@ def test_the_incomplete_summary_names_the_missing_pain_condition(client: TestCli
     assert "onset" not in main["summary"]
 
 
-# -- 14. only patient-view, and a hookInstance ---------------------------------------------------
+# -- only patient-view, and a hookInstance ---------------------------------------------------
 
 
 def test_the_hook_and_hook_instance_are_checked(client: TestClient) -> None:
@@ -183,7 +183,7 @@ def test_the_hook_and_hook_instance_are_checked(client: TestClient) -> None:
     assert response.status_code == 400 and response.json()["field"] == "hookInstance"
 
 
-# -- 15. summaries cut at a word ---------------------------------------------------------------
+# -- summaries cut at a word ---------------------------------------------------------------
 
 
 def test_summaries_are_cut_at_a_word_boundary() -> None:
@@ -196,7 +196,7 @@ def test_summaries_are_cut_at_a_word_boundary() -> None:
     assert _clip("short") == "short"
 
 
-# -- 13. the content type ------------------------------------------------------------------------
+# -- the content type ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_json_content_types_are_accepted(client: TestClient, kind: str | None) -
     assert response.status_code == 200, response.text
 
 
-# -- 9. OpenAPI says what the service answers ---------------------------------------------------
+# -- OpenAPI says what the service answers ---------------------------------------------------
 
 
 def test_openapi_documents_errors_answers_and_bodies(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""Reading FHIR: the cases an audit found read wrongly (each test failed before its fix).
+"""Reading FHIR: edge cases of the mapping (BP halves, codings, statuses, negations, bad resources).
 
 Real engine, real rule files; the patients are built with the helpers of test_fhir, from
 the native equivalence cases (``base_eligible`` is eligible, BP 128/78 on 2026-11-10).
@@ -56,7 +56,7 @@ def test_the_base_case_is_eligible(screener: Screener) -> None:
     assert decide(screener, eligible()).outcome.value == "eligible"
 
 
-# -- 1. a later blood pressure with one half ------------------------------------------------
+# -- a later blood pressure with one half ------------------------------------------------
 
 
 def _half_panel(when: str) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def test_a_half_reading_after_the_screening_date_supersedes_nothing(screener: Sc
     assert bundle_records(eligible(_half_panel("2026-11-15")), screener.ruleset)[0]["blood_pressure"] == []
 
 
-# -- 2. every coding of a drug or substance -------------------------------------------------
+# -- every coding of a drug or substance -------------------------------------------------
 
 
 def _drug(*codings: tuple[str, str], text: str | None = None) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def test_an_allergy_coded_second_is_found(screener: Screener) -> None:
     assert decide(screener, eligible(allergy)).criterion("EXC-HYPERSENSITIVITY").status == "met"
 
 
-# -- 10, 11, 12, 15, 16: single resources ------------------------------------------------------
+# -- single resources ------------------------------------------------------
 
 
 def test_a_malformed_value_quantity_is_reported_where_it_is(screener: Screener) -> None:
@@ -224,7 +224,7 @@ def test_a_deceased_boolean_that_is_not_a_boolean_is_an_error(screener: Screener
     assert caught.value.position == "entry[0].resource.deceasedBoolean"
 
 
-# -- 6. one bad resource fails only its patient -------------------------------------------------
+# -- one bad resource fails only its patient -------------------------------------------------
 
 
 def test_a_corrupted_bulk_export_fails_only_the_patients_it_touches(
