@@ -49,6 +49,8 @@ facts read from them are unknown and the decision asks for them (``answered_by``
 RECORD_FIELD_TYPES: dict[str, FactType] = {"breastfeeding": "boolean", "sex": "string", "weight_kg": "number"}
 DIAGNOSES = "diagnoses"
 """In an aggregate's ``reads``: the record's diagnoses in the aggregate's ``value_sets``."""
+DIAGNOSIS_FIELDS = ("pain_conditions", "conditions", "psychiatric_history", "substance_use_history")
+"""The record lists that hold diagnoses (what :data:`DIAGNOSES` reads)."""
 
 
 class Evidence(NamedTuple):

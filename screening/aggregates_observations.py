@@ -234,7 +234,7 @@ def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     if not dated and not undated:
         stale = _stale(statuses, lambda p: f"pregnancy status: {p.status}", args["within_days"])
         return Finding({"value": None, "date": None}, stale + old)
-    undated_evidence = [_dx_evidence(dx)._replace(what=f"{_dx_evidence(dx).what}, undated") for dx in undated]
+    undated_evidence = [(seen := _dx_evidence(dx))._replace(what=f"{seen.what}, undated") for dx in undated]
     if not dated:
         return Finding({"value": "pregnant", "date": None}, undated_evidence + old)
     day = max(when for when, _, _ in dated)

@@ -131,10 +131,10 @@ def treatment_classes(view: RecordView, args: Mapping[str, Any]) -> Finding:
         elif trial.outcome in OPEN_OUTCOMES:
             undetermined.setdefault(klass, []).append(trial.name)
     tried = {trial.name.strip().lower() for trial in treatments}
-    for med, _ in view.current_medications():
+    for med, value_set_ids in view.current_medications():
         if med.name.strip().lower() in tried:
             continue
-        klass = _attribute_of_first(value_sets, drug(med.code, med.name), "treatment_class")
+        klass = _attribute_of_first(value_sets, value_set_ids, "treatment_class")
         if klass is not None:
             evidence.append(
                 Evidence(

@@ -23,17 +23,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .aggregates import DIAGNOSES
+from .aggregates import DIAGNOSES, DIAGNOSIS_FIELDS
 from .decision import OUTCOME_ORDER, CriterionResult, Decision, Outcome
 from .errors import InputError, NotScreened, RecordError
 from .fhir import Entry, FhirRecord, flatten, is_fhir, keys_of, read_entries, ref_key
 from .fhir_map import MEDICATION_TYPES, PATIENT_REFERENCE, TREATMENT_TYPES
 from .fhir_terms import OBSERVATION_SETS
 from .ruleset import Fact, RuleSet
+
+if TYPE_CHECKING:
+    from .screener import Screener
 
 SERVICE_ID = "ketamine-screening"
 HOOK = "patient-view"
@@ -251,6 +255,17 @@ def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request")
     return found
 
 
+def screen_hook(
+    screener: Screener, request: HookRequest, as_of: date | str | None, source: str = "request"
+) -> Decision | NotScreened | RecordError:
+    """Screen the patient of a hook request from what it (and any fetch) provided."""
+    found = hook_record(request, screener.ruleset, source)
+    try:
+        return screener.screen_fhir_record(found.record, as_of, found.notes)
+    except (NotScreened, RecordError) as error:
+        return error
+
+
 def cards(
     result: Decision | NotScreened | RecordError,
     ruleset: RuleSet,
@@ -292,7 +307,7 @@ def cards(
 
 # The record fields each resource type gives, and the fields each aggregate reads: a
 # criterion that reads a field of a type that was not provided was not really checked.
-_DIAGNOSES = frozenset({"pain_conditions", "conditions", "psychiatric_history", "substance_use_history"})
+_DIAGNOSES = frozenset(DIAGNOSIS_FIELDS)
 TYPE_FIELDS = {
     "Patient": frozenset({"birth_date", "age", "sex", "deceased"}),
     "Condition": _DIAGNOSES | {"breastfeeding"},
@@ -304,21 +319,9 @@ TYPE_FIELDS = {
     "Procedure": frozenset({"treatments"}),
     "AllergyIntolerance": frozenset({"allergies"}),
 }
+# The fields read by the aggregates that declare no ``reads`` (they read plain fields).
 AGGREGATE_FIELDS = {
     "age_years": frozenset({"birth_date", "age"}),
-    "latest_blood_pressure": frozenset({"blood_pressure"}),
-    "latest_pain_score": frozenset({"pain_scores"}),
-    "pain_duration_months": frozenset({"pain_conditions"}),
-    "indication": frozenset({"pain_conditions"}),
-    "treatment_classes": frozenset({"treatments", "pain_scores"}),
-    "has_diagnosis": _DIAGNOSES,
-    "months_since_last_active": _DIAGNOSES,
-    "lab_ratio": frozenset({"labs"}),
-    "phq9_item9": frozenset({"phq9"}),
-    "current_medication": frozenset({"medications"}),
-    "equivalent_daily_dose": frozenset({"medications"}),
-    "has_allergy": frozenset({"allergies"}),
-    "pregnancy_status": _DIAGNOSES | {"pregnancy_status"},
     "breastfeeding_status": frozenset({"breastfeeding", "sex"}),
 }
 _ALL_FIELDS = frozenset().union(*TYPE_FIELDS.values())

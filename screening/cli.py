@@ -130,20 +130,13 @@ def _check_hook_request(
     JSON output is ``{"decision": ..., "cards": [...]}``; no data is fetched from fhirServer.
     """
     from . import cdshooks
-    from .decision import Decision
-    from .errors import NotScreened
-    from .render import render_text
+    from .render import render_result
 
     hook = cdshooks.read_hook(data, source, any_hook=True)
     problem = hook.mismatch()
     if problem is not None:
         raise InputError(problem, source, "prefetch")
-    found = cdshooks.hook_record(hook, screener.ruleset, source)
-    result: Decision | NotScreened | RecordError
-    try:
-        result = screener.screen_fhir_record(found.record, as_of, found.notes)
-    except (NotScreened, RecordError) as error:
-        result = error
+    result = cdshooks.screen_hook(screener, hook, as_of, source)
     if isinstance(result, RecordError):
         result.source = source
         raise result
@@ -151,33 +144,22 @@ def _check_hook_request(
         cards = cdshooks.cards(result, screener.ruleset, hook.unavailable, hook.failed)
         click.echo(json.dumps({"decision": result.as_dict(), "cards": cards}, indent=2, default=str))
         return
-    if isinstance(result, NotScreened):
-        click.echo(f"NOT SCREENED record {result.record_id}: {result.reason}")
-        return
-    click.echo(render_text(result, color=sys.stdout.isatty()), nl=False)
-    for note in result.extra.get("input_notes", []):
-        click.echo(f"  note: {note}")
+    click.echo(render_result(result, color=sys.stdout.isatty()), nl=False)
     for kind in hook.unavailable:
         click.echo(f"  not provided in the prefetch: {kind} ({cdshooks.UNAVAILABLE_EFFECT[kind]})")
 
 
 def _echo_fhir_results(results: list[Any], output_format: str) -> None:
     """Print each patient's decision; exit 1 after all of them if a record was invalid."""
-    from .decision import Decision
-    from .errors import NotScreened
-    from .render import render_text
+    from .render import render_result
 
     invalid = [r for r in results if isinstance(r, RecordError)]
     if output_format == "json":
         click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=str))
     else:
         for result in results:
-            if isinstance(result, Decision):
-                click.echo(render_text(result, color=sys.stdout.isatty()), nl=False)
-                for note in result.extra.get("input_notes", []):
-                    click.echo(f"  note: {note}")
-            elif isinstance(result, NotScreened):
-                click.echo(f"NOT SCREENED record {result.record_id}: {result.reason}")
+            if not isinstance(result, RecordError):
+                click.echo(render_result(result, color=sys.stdout.isatty()), nl=False)
             click.echo()
     for error in invalid:
         click.echo(f"error: {error.code}: {error}", err=True)

@@ -193,8 +193,7 @@ def read_entries(
     a record of its own when its patient cannot be told.
     """
     reader = _Reader(terms_for(ruleset), entries, source, strict)
-    known = {"medications_known": medications_known, "allergies_known": allergies_known}
-    return reader.records(patient_id, conditions_known, treatments_known, **known)
+    return reader.records(patient_id, conditions_known, treatments_known, medications_known, allergies_known)
 
 
 class _Reader:
@@ -267,11 +266,11 @@ class _Reader:
         treated = [False for _ in bases]
         stray: list[Partial] = []
         orphans: list[FhirRecord] = []
+        only = 0 if len(bases) == 1 else None  # the owner of a resource naming no patient
         for entry in self.entries:
             field_name = PATIENT_REFERENCE.get(entry.type)
             if field_name is None:
                 continue
-            only = 0 if len(bases) == 1 else None
             ref, error = self._read(entry, lambda e=entry, f=field_name: subject_of(e.resource, f))
             owner = owners.get(ref_key(ref)) if ref else only
             if error is not None:

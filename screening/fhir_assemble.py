@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .aggregates import DIAGNOSIS_FIELDS
 from .fhir_terms import FhirTerms, Partial
 from .record import (
     FAILED_OUTCOMES,
@@ -70,7 +71,6 @@ NOTES = "_input_notes"
 the record travels alone (a batch worker): clip_to returns them first among its notes."""
 _PRIVATE = (INCOMPLETE_BP, DECEASED_ON, NOTES)
 _DATED = ("blood_pressure", "heart_rate", "pain_scores", "phq9", "labs", "pregnancy_status")
-_DIAGNOSES = ("pain_conditions", "conditions", "psychiatric_history", "substance_use_history")
 
 
 def assemble(
@@ -257,7 +257,7 @@ def clip_to(record: dict[str, Any], as_of: date, terms: FhirTerms) -> tuple[dict
     for name in _DATED:
         if name in record:
             keep(name, [i for i in record[name] if i["date"] <= day])
-    for name in _DIAGNOSES:
+    for name in DIAGNOSIS_FIELDS:
         if record.get(name):
             items = []
             for dx in record[name]:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .decision import CriterionResult, Decision, Outcome
+from .errors import NotScreened
 
 _STYLE = {
     Outcome.ineligible: "bold white on red",
@@ -96,6 +97,15 @@ def render_text(decision: Decision, color: bool = False, width: int | None = Non
                 f"  - {escape(dose['label'])}: {low:g}-{high:g} mg ({escape(dose['detail'])}; {escape(dose['source'])})"
             )
     return buffer.getvalue()
+
+
+def render_result(result: Decision | NotScreened, color: bool = False) -> str:
+    """A decision as text with the notes on what was read but not used (FHIR input), or
+    why the patient was not screened."""
+    if isinstance(result, NotScreened):
+        return f"NOT SCREENED record {result.record_id}: {result.reason}\n"
+    notes = "".join(f"  note: {note}\n" for note in result.extra.get("input_notes", []))
+    return render_text(result, color=color) + notes
 
 
 def _criterion(console: Console, result: CriterionResult, colour: str, mark: str) -> None:

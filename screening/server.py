@@ -358,7 +358,7 @@ def create_app(
         if problem is not None:
             cards = [cdshooks.mismatch_card(problem, hook.patient_id, ruleset)]
         else:
-            result = await offload(_screen_hook, screener, hook, day(None))
+            result = await offload(cdshooks.screen_hook, screener, hook, day(None), "request body")
             cards = cdshooks.cards(result, ruleset, hook.unavailable, hook.failed)
         return Response(orjson.dumps({"cards": cards}), media_type="application/json")
 
@@ -452,23 +452,10 @@ async def _fetch_missing(fetcher: FhirFetcher, hook: cdshooks.HookRequest, queri
     hook.notes.extend(f"{kind} could not be fetched: {reason}" for kind, reason in failed.items())
 
 
-def _screen_hook(
-    screener: Screener, hook: cdshooks.HookRequest, as_of: date
-) -> Decision | NotScreened | RecordError:
-    found = cdshooks.hook_record(hook, screener.ruleset, "request body")
-    try:
-        return screener.screen_fhir_record(found.record, as_of, found.notes)
-    except (NotScreened, RecordError) as error:
-        return error
-
-
 def _text(result: Decision | NotScreened) -> str:
-    from .render import render_text
+    from .render import render_result
 
-    if isinstance(result, NotScreened):
-        return f"NOT SCREENED record {result.record_id}: {result.reason}\n"
-    notes = "".join(f"  note: {n}\n" for n in result.extra.get("input_notes", []))
-    return render_text(result) + notes
+    return render_result(result)
 
 
 def describe_rules(screener: Screener) -> dict[str, Any]:
