@@ -15,13 +15,11 @@ Aggregates hold no clinical thresholds or codes: those arrive as arguments from 
 
 from __future__ import annotations
 
-from calendar import monthrange
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from math import floor
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 from .record import (
@@ -32,9 +30,11 @@ from .record import (
     years_between,
 )
 from .valuesets import ValueSet
+from .windows import Window, elapsed_text
 
 FactValue = bool | int | float | str | None
 FactType = Literal["number", "boolean", "string"]
+Reading = Literal["latest", "any", "highest"]
 ArgKind = Literal["days", "months", "number", "value_set", "value_sets", "statuses", "answer", "field"]
 ANSWER_FIELDS = (
     "psychiatric_history",
@@ -209,6 +209,11 @@ class Aggregate:
     arguments, the screening date and which :data:`ANSWER_FIELDS` are blank, so records share
     it. None: computed for every record."""
 
+    reading: Reading | None = None
+    """For an aggregate over a time window, which reading in it counts (the spec's
+    conventions): the most recent (a state: BP, pain score, pregnancy status), any (a
+    report or event: PHQ-9 item 9, MI or stroke, problematic use), or the highest (ALT/AST)."""
+
     def may_be_unknown(self, args: Mapping[str, Any]) -> bool:
         return self.unknown_only_with is None or any(name in args for name in self.unknown_only_with)
 
@@ -222,6 +227,7 @@ def aggregate(
     optional: Iterable[str] = (),
     unknown_only_with: Iterable[str] | None = None,
     reads: Iterable[str] | None = None,
+    reading: Reading | None = None,
 ) -> Callable[[Callable[[RecordView, Mapping[str, Any]], Finding]], Callable[..., Finding]]:
     unknown = set(reads or ()) - {DIAGNOSES} - set(Record.model_fields)
     if unknown:
@@ -237,42 +243,11 @@ def aggregate(
             (func.__doc__ or "").strip(),
             None if unknown_only_with is None else frozenset(unknown_only_with),
             None if reads is None else frozenset(reads),
+            reading,
         )
         return func
 
     return register
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` plus whole calendar months, clamped to the end of a shorter month."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
-
-
-@lru_cache(maxsize=65536)
-def months_between(start: date, end: date) -> float:
-    """Calendar months from ``start`` to ``end``, exact: whole months, plus the days after
-    them as a fraction of the next month. Compare this value, never a rounding of it: it
-    reaches 3 exactly when ``end`` is 3 calendar months after ``start`` or later.
-    """
-    whole = (end.year - start.year) * 12 + end.month - start.month
-    if add_months(start, whole) > end:
-        whole -= 1
-    anchor = add_months(start, whole)
-    following = add_months(start, whole + 1)
-    return whole + (end - anchor).days / (following - anchor).days
-
-
-@lru_cache(maxsize=65536)
-def months_text(start: date, end: date) -> str:
-    """The time from ``start`` to ``end`` for reasons: months rounded DOWN to 2 decimals,
-    and the days. Rounding down keeps the text on the same side of any threshold of up
-    to two decimals as the exact value: 2 months 29 days reads "2.93 months (90 days)",
-    never "3 months".
-    """
-    months = floor(months_between(start, end) * 100) / 100
-    return f"{months:g} months ({(end - start).days} days)"
 
 
 @lru_cache(maxsize=4096)
@@ -282,7 +257,9 @@ def _iso(day: date | None) -> str | None:
 
 
 def _recent(items: Iterable[Any], as_of: date, within_days: int) -> list[Any]:
-    return [item for item in items if (as_of - item.date).days <= within_days]
+    """The dated items within the last ``within_days`` days (the end day included)."""
+    first = Window.days(within_days).start(as_of)
+    return [item for item in items if item.date >= first]
 
 
 _by_date = attrgetter("date")
@@ -346,66 +323,112 @@ def record_field(view: RecordView, args: Mapping[str, Any]) -> Finding:
     return Finding({"value": value}, evidence)
 
 
-@aggregate({"value": "number", "shown": "string"}, reads={"pain_conditions"})
-def pain_duration_months(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Months the primary pain condition has been present, from its onset or stated duration.
+_GRADE_RANK = {"B": 0, "C": 1, "D": 2}
+"""Evidence grades from best to weakest; an ungraded condition ("none") ranks below them all."""
 
-    ``value`` is exact (compare it); ``shown`` is the same duration for reasons, rounded
-    down so that it can never read as reaching a threshold the value does not reach.
-    """
+
+class _PainCandidate(NamedTuple):
+    condition: PainCondition
+    chronic: bool | None
+    """Present for at least the chronic minimum: True, False, or None (no onset or duration)."""
+    standing: float | None
+    """How long it has been present, in days (a stated duration counts 30.4375 days a month),
+    to find the longest-standing one; None when not known."""
+    grade: str
+    label: str
+    strength: str
+
+
+def _pain_candidate(
+    view: RecordView, condition: PainCondition, chronic: Window, value_sets: Sequence[ValueSet]
+) -> _PainCandidate:
     as_of = view.as_of
-    best: tuple[float, str] | None = None
-    evidence = []
-    for condition in view.primary_pain():
-        if condition.onset:
-            months = months_between(condition.onset, as_of)
-            shown = months_text(condition.onset, as_of)
-            evidence.append(
-                Evidence(f"{_label(condition)} since {_iso(condition.onset)}", None, condition.source)
-            )
-        elif condition.duration_months is not None:
-            months = condition.duration_months
-            shown = f"{months:g} months (stated duration)"
-            evidence.append(Evidence(f"{_label(condition)} for {months:g} months", None, condition.source))
-        else:
-            continue
-        if best is None or months > best[0]:
-            best = (months, shown)
-    if best is None:
-        return Finding({"value": None, "shown": None}, evidence)
-    return Finding({"value": best[0], "shown": best[1]}, evidence)
+    if condition.onset is not None:
+        is_chronic: bool | None = chronic.reached_by(condition.onset, as_of)
+        standing: float | None = float((as_of - condition.onset).days)
+    elif condition.duration_months is not None:
+        is_chronic = condition.duration_months >= chronic.amount
+        standing = condition.duration_months * 30.4375
+    else:
+        is_chronic = standing = None
+    matched = _first_of(value_sets, view.classify(condition))
+    if matched is None:
+        return _PainCandidate(condition, is_chronic, standing, "none", _label(condition), "none")
+    attributes = matched.attributes
+    return _PainCandidate(
+        condition,
+        is_chronic,
+        standing,
+        attributes.get("grade", "none"),
+        attributes.get("label", matched.title),
+        attributes.get("evidence", "none"),
+    )
+
+
+def _primary_pain(view: RecordView, chronic: Window, value_sets: Sequence[ValueSet]) -> _PainCandidate | None:
+    """The primary pain condition, by the one rule every criterion reads it with.
+
+    The one the record marks primary; otherwise, among those present for at least the
+    chronic minimum, the best evidence grade (then the longest-standing); when none is,
+    the longest-standing one. A condition whose duration is not recorded could still be
+    chronic, so while one is undated and none is known to be chronic, the best-graded
+    undated one is taken: its duration stays unknown and the decision asks for it, rather
+    than deciding on a shorter dated condition.
+    """
+    candidates = [_pain_candidate(view, c, chronic, value_sets) for c in view.primary_pain()]
+    if not candidates:
+        return None
+
+    def by_grade(c: _PainCandidate) -> tuple[int, float]:
+        return (_GRADE_RANK.get(c.grade, len(_GRADE_RANK)), -(c.standing or 0.0))
+
+    pool = [c for c in candidates if c.chronic] or [c for c in candidates if c.chronic is None]
+    if pool:
+        return min(pool, key=by_grade)
+    return max(candidates, key=lambda c: c.standing or 0.0)
 
 
 @aggregate(
-    {"grade": "string", "condition": "string", "evidence": "string"},
-    {"value_sets": "value_sets"},
+    {
+        "chronic": "boolean",
+        "shown": "string",
+        "grade": "string",
+        "condition": "string",
+        "evidence": "string",
+    },
+    {"chronic_months": "months", "value_sets": "value_sets"},
     reads={"pain_conditions"},
 )
-def indication(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Evidence grade of the primary pain condition: the first matching set's ``grade``.
+def primary_pain_condition(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """The primary pain condition: whether it has lasted ``chronic_months`` (``chronic``, with
+    ``shown`` saying for how long), and the evidence grade of ``value_sets`` it belongs to
+    (``grade``: the first matching set's grade, or ``none``; ``condition``: its label).
 
-    A pain condition that no listed set matches has grade ``none``. With several
-    candidates and no primary flag, the best-supported one is used.
+    Every criterion about the pain condition reads these outputs, so they always describe
+    the same condition (see :func:`_primary_pain` for how it is chosen).
     """
-    candidates = view.primary_pain()
-    if not candidates:
-        return Finding({"grade": None, "condition": None, "evidence": None})
-    ranked = []
-    for condition in candidates:
-        matched = _first_of(args["value_sets"], view.classify(condition))
-        grade = matched.attributes.get("grade", "none") if matched else "none"
-        label = matched.attributes.get("label", matched.title) if matched else _label(condition)
-        strength = matched.attributes.get("evidence", "none") if matched else "none"
-        ranked.append((grade, label, strength, condition))
-    grade, label, strength, condition = min(ranked, key=itemgetter(0))
-    evidence = [
-        Evidence(
-            f"{_label(condition)} ({condition.system} {condition.code})",
-            _iso(condition.onset),
-            condition.source,
-        )
-    ]
-    return Finding({"grade": grade, "condition": label, "evidence": strength}, evidence)
+    chosen = _primary_pain(view, Window.months(args["chronic_months"]), args["value_sets"])
+    if chosen is None:
+        return Finding(dict.fromkeys(("chronic", "shown", "grade", "condition", "evidence")))
+    condition = chosen.condition
+    if condition.onset is not None:
+        shown: str | None = f"{elapsed_text(condition.onset, view.as_of)} (since {_iso(condition.onset)})"
+    elif condition.duration_months is not None:
+        shown = f"{condition.duration_months:g} months (stated duration)"
+    else:
+        shown = None
+    coded = f"{_label(condition)} ({condition.system} {condition.code})"
+    evidence = [Evidence(coded, _iso(condition.onset), condition.source)]
+    if condition.onset is None and condition.duration_months is not None:
+        evidence = [Evidence(f"{coded}, for {condition.duration_months:g} months", None, condition.source)]
+    values: dict[str, FactValue] = {
+        "chronic": chosen.chronic,
+        "shown": shown,
+        "grade": chosen.grade,
+        "condition": chosen.label,
+        "evidence": chosen.strength,
+    }
+    return Finding(values, evidence)
 
 
 def _first_of(value_sets: Iterable[ValueSet], ids: frozenset[str]) -> ValueSet | None:
@@ -467,6 +490,7 @@ def _dx_evidence(dx: Diagnosis) -> Evidence:
     optional={"statuses", "onset_within_months", "onset_before_months", "answered_by"},
     unknown_only_with={"onset_within_months", "onset_before_months", "answered_by"},
     reads={DIAGNOSES},
+    reading="any",
 )
 def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Whether any diagnosis list holds a code of the value sets, with a status and onset window.
@@ -485,8 +509,9 @@ def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
         elif dx.onset is None:
             undated.append(dx)
         else:
-            months = months_between(dx.onset, as_of)
-            if (within is None or months <= within) and (before is None or months > before):
+            if (within is None or Window.months(within).contains(dx.onset, as_of)) and (
+                before is None or Window.months(before).before(dx.onset, as_of)
+            ):
                 hits.append(dx)
     if hits:
         names = "; ".join(_label(dx) for dx in hits)
@@ -499,23 +524,27 @@ def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
 
 
 @aggregate(
-    {"value": "number", "names": "string", "shown": "string"},
-    {"value_sets": "value_sets", "answered_by": "answer"},
+    {"value": "boolean", "names": "string", "shown": "string"},
+    {"value_sets": "value_sets", "within_months": "months", "answered_by": "answer"},
     optional={"answered_by"},
     reads={DIAGNOSES},
+    reading="any",
 )
-def months_since_last_active(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """Months since a matching diagnosis was last active: 0 while one is active.
+def active_within(view: RecordView, args: Mapping[str, Any]) -> Finding:
+    """Whether a matching diagnosis was active within the last ``within_months`` months:
+    one active now, or one in remission or resolved whose ``last_active`` date (last
+    episode or problematic use) is in the window. Any diagnosis in the window settles it.
 
-    For a diagnosis in remission or resolved, ``last_active`` (last episode or problematic
-    use) dates it. Unknown when none matches, or a match in remission has no date.
-    ``value`` is exact; ``shown`` is the time for reasons, rounded down (see :func:`months_text`).
+    Unknown when none in the window settles it but one in remission has no date (the window
+    cannot be placed), or when nothing matches and the ``answered_by`` list is blank.
+    ``shown`` says when the last activity was, in words.
     """
     record, as_of = view.record, view.as_of
+    window = Window.months(args["within_months"])
     latest: date | None = None
     active = False
     evidence = []
-    undated = False
+    undated = []
     for dx in _matching(view, args["value_sets"]):
         evidence.append(_dx_evidence(dx))
         if dx.status.value == "active":
@@ -524,17 +553,26 @@ def months_since_last_active(view: RecordView, args: Mapping[str, Any]) -> Findi
             latest = dx.last_active if latest is None else max(latest, dx.last_active)
             evidence.append(Evidence(f"{_label(dx)}: last active {_iso(dx.last_active)}", None, dx.source))
         else:
-            undated = True
-    if active or (latest is not None and not undated):
-        names = "; ".join(e.what for e in evidence)
-        if active or latest is None:
-            return Finding({"value": 0.0, "names": names, "shown": "active now"}, evidence)
-        shown = months_text(latest, as_of)
-        return Finding({"value": months_between(latest, as_of), "names": names, "shown": shown}, evidence)
-    shown = "not dated" if evidence else "none recorded"
-    return Finding(
-        {"value": None, "names": None, "shown": shown}, evidence, blocked_by=_unanswered(record, args)
-    )
+            undated.append(dx)
+            evidence.append(
+                Evidence(f"{_label(dx)}: date of last problematic use not recorded", None, dx.source)
+            )
+    names = "; ".join(e.what for e in evidence) or "none"
+    if active:
+        return Finding({"value": True, "names": names, "shown": "active now"}, evidence)
+    if latest is not None:
+        shown = f"{_iso(latest)}, {elapsed_text(latest, as_of)} ago"
+        if window.contains(latest, as_of) or not undated:
+            return Finding(
+                {"value": window.contains(latest, as_of), "names": names, "shown": shown}, evidence
+            )
+        return Finding({"value": None, "names": names, "shown": f"{shown}; another is not dated"}, evidence)
+    if undated:
+        return Finding({"value": None, "names": names, "shown": "not dated"}, evidence)
+    blocked = _unanswered(record, args)
+    if blocked:
+        return Finding({"value": None, "names": None, "shown": "not recorded"}, evidence, blocked_by=blocked)
+    return Finding({"value": False, "names": "none", "shown": "none recorded"}, evidence)
 
 
 # The other aggregates register themselves in AGGREGATES.

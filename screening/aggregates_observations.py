@@ -29,6 +29,7 @@ from .aggregates import (
     aggregate,
 )
 from .record import BloodPressure, Diagnosis
+from .windows import Window
 
 
 def _bp_text(reading: BloodPressure) -> str:
@@ -68,9 +69,10 @@ def _latest_bp_day(
 
 
 @aggregate(
-    {"systolic": "number", "diastolic": "number", "date": "string", "days_ago": "number"},
+    {"systolic": "number", "diastolic": "number", "date": "string"},
     {"within_days": "days"},
     reads={"blood_pressure"},
+    reading="latest",
 )
 def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent BP within the window. With several readings that day, the highest
@@ -78,13 +80,12 @@ def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """
     latest, evidence = latest_bp_day(view, args["within_days"])
     if latest is None:
-        return Finding({"systolic": None, "diastolic": None, "date": None, "days_ago": None}, evidence)
+        return Finding({"systolic": None, "diastolic": None, "date": None}, evidence)
     systolic, diastolic, day = latest
     values: dict[str, FactValue] = {
         "systolic": systolic,
         "diastolic": diastolic,
         "date": _iso(day),
-        "days_ago": (view.as_of - day).days,
     }
     return Finding(values, evidence)
 
@@ -100,6 +101,7 @@ def latest_blood_pressure(view: RecordView, args: Mapping[str, Any]) -> Finding:
         "caution_diastolic": "number",
     },
     reads={"blood_pressure"},
+    reading="latest",
 )
 def blood_pressure_band(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Which of the rule set's BP limits (given as arguments) the latest BP is above, in words.
@@ -139,7 +141,9 @@ def blood_pressure_band(view: RecordView, args: Mapping[str, Any]) -> Finding:
     )
 
 
-@aggregate({"value": "number", "date": "string"}, {"within_days": "days"}, reads={"pain_scores"})
+@aggregate(
+    {"value": "number", "date": "string"}, {"within_days": "days"}, reads={"pain_scores"}, reading="latest"
+)
 def latest_pain_score(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """The most recent 0-10 pain score within the window."""
     latest, evidence = _latest(
@@ -154,56 +158,88 @@ def latest_pain_score(view: RecordView, args: Mapping[str, Any]) -> Finding:
     return Finding({"value": latest.score, "date": _iso(latest.date)}, evidence)
 
 
+def _ratio_text(ratio: float) -> str:
+    """A ratio to two decimals for reading, or to four where two would make a ratio just
+    above a whole multiple (3.0025) read as that multiple ("3.00"), the usual limits."""
+    two = f"{ratio:.2f}"
+    if float(two) != ratio and float(two).is_integer():
+        return f"{ratio:.4f}".rstrip("0")
+    return two.rstrip("0").rstrip(".")
+
+
 @aggregate(
     {"ratio": "number", "test": "string", "date": "string", "shown": "string"},
     {"value_sets": "value_sets", "within_days": "days", "default_upper_limit": "number"},
     reads={"labs"},
+    reading="highest",
 )
 def lab_ratio(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The highest result / upper limit of normal among matching labs in the window.
+    """The highest result / upper limit of normal among matching labs in the window, exact
+    (a ratio of 3.0025 is above 3). A result without a reference range is divided by
+    ``default_upper_limit``, and the evidence says so.
 
     ``shown`` says it in words, or that there was none in the window.
     """
     record, as_of = view.record, view.as_of
+    default_limit = args["default_upper_limit"]
     best: tuple[float, Any] | None = None
     for lab in _recent(record.labs, as_of, args["within_days"]):
         if not _any_of(args["value_sets"], view.classify.lab(lab.code, lab.test)):
             continue
-        ratio = round(lab.value / (lab.upper_limit or args["default_upper_limit"]), 2)
+        ratio = lab.value / (lab.upper_limit or default_limit)
         if best is None or ratio > best[0]:
             best = (ratio, lab)
     if best is None:
         none = f"none in the last {args['within_days']} days"
         return Finding({"ratio": None, "test": None, "date": None, "shown": none})
     ratio, lab = best
-    limit = lab.upper_limit or args["default_upper_limit"]
-    what = f"{lab.test} {lab.value:g} {lab.unit or ''} (upper limit {limit:g}{'' if lab.upper_limit else ', default'})"
-    what = " ".join(what.split())
-    shown = f"{what} = {ratio:g}x the upper limit, on {_iso(lab.date)}"
+    unit = f" {lab.unit}" if lab.unit else ""
+    if lab.upper_limit:
+        limit = f"upper limit {lab.upper_limit:g}{unit}"
+    else:
+        limit = f"no reference range reported, so the default upper limit {default_limit:g} U/L"
+    what = f"{lab.test} {lab.value:g}{unit} ({limit})"
+    shown = f"{what} = {_ratio_text(ratio)}x the upper limit, on {_iso(lab.date)}"
     return Finding(
         {"ratio": ratio, "test": lab.test, "date": _iso(lab.date), "shown": shown},
         [Evidence(what, _iso(lab.date), lab.source)],
     )
 
 
-@aggregate({"value": "number", "date": "string", "shown": "string"}, {"within_days": "days"}, reads={"phq9"})
+@aggregate(
+    {"value": "number", "date": "string", "shown": "string"},
+    {"within_days": "days"},
+    reads={"phq9"},
+    reading="any",
+)
 def phq9_item9(view: RecordView, args: Mapping[str, Any]) -> Finding:
-    """The most recent PHQ-9 item 9 score (0-3) within the window (``shown``: in words)."""
+    """The highest PHQ-9 item 9 score (0-3) within the window: thoughts of self-harm
+    reported on any questionnaire in the window count, even if a later one scored lower.
+    ``shown`` says it in words, with the latest score when that was lower.
+    """
     answered = [p for p in view.record.phq9 if p.item9 is not None]
-    latest, evidence = _latest(
-        answered, view.as_of, args["within_days"], lambda p: f"PHQ-9 item 9 = {p.item9}"
-    )
-    if latest is None:
+    in_window = _recent(answered, view.as_of, args["within_days"])
+    if not in_window:
         none = f"none in the last {args['within_days']} days"
-        return Finding({"value": None, "date": None, "shown": none}, evidence)
-    shown = f"{latest.item9} on {_iso(latest.date)}"
-    return Finding({"value": latest.item9, "date": _iso(latest.date), "shown": shown}, evidence)
+        stale = _stale(answered, lambda p: f"PHQ-9 item 9 = {p.item9}", args["within_days"])
+        return Finding({"value": None, "date": None, "shown": none}, stale)
+    highest = max(in_window, key=attrgetter("item9", "date"))
+    latest = max(in_window, key=attrgetter("date", "item9"))
+    shown = f"{highest.item9} on {_iso(highest.date)}"
+    evidence = [Evidence(f"PHQ-9 item 9 = {highest.item9}", _iso(highest.date), highest.source)]
+    if latest.item9 != highest.item9:
+        shown += (
+            f" (the highest in the last {args['within_days']} days; {latest.item9} on {_iso(latest.date)})"
+        )
+        evidence.append(Evidence(f"PHQ-9 item 9 = {latest.item9} (later)", _iso(latest.date), latest.source))
+    return Finding({"value": highest.item9, "date": _iso(highest.date), "shown": shown}, evidence)
 
 
 @aggregate(
     {"value": "string", "date": "string"},
     {"within_days": "days", "diagnosis_within_days": "days", "value_sets": "value_sets"},
     reads={"pregnancy_status", DIAGNOSES},
+    reading="latest",
 )
 def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     """Pregnancy status from the most recent evidence: a dated status within ``within_days``,
@@ -226,7 +262,7 @@ def pregnancy_status(view: RecordView, args: Mapping[str, Any]) -> Finding:
     for dx in _matching(view, args["value_sets"], ("active",)):
         if dx.onset is None:
             undated.append(dx)
-        elif (as_of - dx.onset).days <= within_dx:
+        elif Window.days(within_dx).contains(dx.onset, as_of):
             dated.append((dx.onset, True, _dx_evidence(dx)))
         else:
             seen = _dx_evidence(dx)

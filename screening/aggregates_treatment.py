@@ -9,6 +9,7 @@ treatment classes are value-set data (``rules/valuesets/medications.yaml``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from .aggregates import (
@@ -221,7 +222,9 @@ def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
     if blocked:
         return Finding({"value": None}, blocked_by=blocked)
     value_set: ValueSet = args["value_set"]
-    total = 0.0
+    # Decimal arithmetic on the recorded figures: the total is compared unrounded, and binary
+    # floats would put 0.1 mg x 3 a hair above a limit of 0.3.
+    total = Decimal(0)
     evidence = []
     for med, value_set_ids in view.current_medications():
         if value_set.id not in value_set_ids:
@@ -232,12 +235,14 @@ def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
                 Evidence(f"{med.name}: daily dose or conversion factor unknown", None, med.source)
             )
             return Finding({"value": None}, evidence)
-        mg = med.daily_dose_mg * value_set.dose_factors[ingredient]
+        mg = Decimal(repr(med.daily_dose_mg)) * Decimal(repr(value_set.dose_factors[ingredient]))
         evidence.append(
-            Evidence(f"{med.name} {med.daily_dose_mg:g} mg/day ≈ {mg:g} mg equivalent", None, med.source)
+            Evidence(
+                f"{med.name} {med.daily_dose_mg:g} mg/day ≈ {float(mg):g} mg equivalent", None, med.source
+            )
         )
         total += mg
-    return Finding({"value": round(total, 1)}, evidence)
+    return Finding({"value": float(total)}, evidence)
 
 
 @aggregate(

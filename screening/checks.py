@@ -266,15 +266,17 @@ class _Builder:
                 return None, False
             raw = self.params[name]
             site = self.site_at.get(name)
-            if kind == "days" and not isinstance(raw, int) and site:
+            if kind in ("days", "months") and not isinstance(raw, int) and site:
                 message = (
-                    f"parameter {name!r} is used as a number of days, so it must be whole, not {show(raw)}"
+                    f"parameter {name!r} is used as a number of {kind}, so it must be whole, not {show(raw)}"
                 )
                 self.problems.append(site.positions.problem(site.where, "invalid_value", message))
                 return None, False
         if kind in ("days", "months", "number"):
-            if value_type(raw) != "number" or (kind == "days" and not isinstance(raw, int)):
-                return fail(f"expected {'whole days' if kind == 'days' else 'a number'}, not {show(raw)}")
+            if value_type(raw) != "number" or (kind in ("days", "months") and not isinstance(raw, int)):
+                return fail(
+                    f"expected {'a number' if kind == 'number' else 'whole ' + kind}, not {show(raw)}"
+                )
             return raw, True
         if kind == "value_set":
             if raw not in self.value_sets:

@@ -2,7 +2,7 @@
 
 :class:`FhirTerms` gathers, once per rule set, the value sets and parameters that
 ``fhir-mapping.md`` names: the observation codes, the pain-condition and treatment-class
-sets (the ones the ``indication`` and ``treatment_classes`` facts use), and the sets of
+sets (the ones the ``primary_pain_condition`` and ``treatment_classes`` aggregates use), and the sets of
 ``rules/valuesets/fhir.yaml`` (trial outcomes, answer codes). No code list lives here.
 
 The accessors (:func:`codings`, :func:`day`, :func:`field`, ...) read FHIR JSON leniently
@@ -232,7 +232,7 @@ class FhirTerms:
                 ]
             )
         self.observations = {name: sets[name] for name in OBSERVATION_SETS}
-        self.pain = self._fact_sets(ruleset, "indication")
+        self.pain = self._fact_sets(ruleset, "primary_pain_condition")
         if NONSPECIFIC_PAIN_SET in sets:
             self.pain.append(sets[NONSPECIFIC_PAIN_SET])
         self.treatments = self._fact_sets(ruleset, "treatment_classes")

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from screening import Screener
-from screening.aggregates import months_between, months_text
 from screening.facts import FactSheet, compute_facts
 from screening.record import parse_record
 
@@ -21,20 +20,12 @@ def reason(screener: Screener, criterion: str, **changes: Any) -> tuple[str, str
     return result.status, result.reason
 
 
-def test_months_are_exact_calendar_months_and_shown_rounded_down() -> None:
-    assert months_between(date(2026, 8, 22), date(2026, 11, 22)) == 3.0
-    assert months_between(date(2026, 8, 24), date(2026, 11, 22)) < 3
-    assert months_between(date(2026, 5, 24), date(2026, 11, 22)) < 6
-    assert months_between(date(2025, 11, 22), date(2026, 11, 22)) == 12.0
-    assert months_text(date(2026, 8, 24), date(2026, 11, 22)) == "2.93 months (90 days)"
-
-
 def test_chronic_pain_text_cannot_read_as_reaching_the_threshold(screener: Screener) -> None:
     pain = [{"code": "G90.512", "display": "CRPS I", "onset": "2026-08-24", "primary": True}]
     status, text = reason(screener, "INC-CHRONIC", pain_conditions=pain)
     assert status == "not_met"
-    assert "2.93 months (90 days)" in text
-    assert "3 months," not in text
+    assert "2 months 29 days (90 days)" in text
+    assert "present for 3 months" not in text
 
 
 def test_no_treatment_history_says_so(screener: Screener) -> None:
@@ -75,7 +66,7 @@ def test_hepatic_review_by_diagnosis_does_not_cite_a_normal_alt_as_its_reason(sc
     )
     assert status == "met"
     assert "moderate hepatic disease: Unspecified cirrhosis of liver" in text
-    assert "ALT 24 U/L (upper limit 41) = 0.59x the upper limit" in text
+    assert "ALT 24 U/L (upper limit 41 U/L) = 0.59x the upper limit" in text
     assert "(review above 3x)" in text
 
 
@@ -181,7 +172,7 @@ def test_early_remission_review_says_which_branch(screener: Screener) -> None:
     status, text = reason(screener, "REV-SUD-EARLY-REMISSION", substance_use_history=f11)
     assert status == "met"
     assert "hallucinogen use disorder (reviewed at any time): none" in text
-    assert "in early remission: 6 to under 12 months" in text
+    assert "in early remission: the last problematic use was more than 6 and at most 12 months ago" in text
 
 
 def test_dosing_rate_is_labelled_per_hour(screener: Screener) -> None:
@@ -269,3 +260,43 @@ def test_reasons_say_the_medication_or_allergy_list_is_not_available(
         screener, "EXC-HYPERSENSITIVITY", allergies=[{"substance": "ketamine", "code": "6130"}]
     )
     assert status == "met"
+
+
+def test_a_positive_phq9_item9_in_the_window_is_reported_even_after_a_later_zero(screener: Screener) -> None:
+    phq9 = [{"item9": 2, "total": 15, "date": "2026-11-02"}, {"item9": 0, "total": 5, "date": "2026-11-19"}]
+    status, text = reason(screener, "REV-SUICIDALITY", phq9=phq9)
+    assert status == "met"
+    assert "PHQ-9 item 9: 2 on 2026-11-02 (the highest in the last 30 days; 0 on 2026-11-19)" in text
+
+
+def test_a_liver_result_without_a_reference_range_says_it_used_the_default(screener: Screener) -> None:
+    labs = [{"test": "ALT", "code": "1742-6", "value": 130, "unit": "U/L", "date": "2026-11-01"}]
+    status, text = reason(screener, "REV-HEPATIC-MODERATE", labs=labs)
+    assert status == "met"
+    assert "no reference range reported, so the default upper limit 40 U/L" in text
+    assert "3.25x the upper limit" in text
+
+
+def test_a_ratio_just_above_a_whole_multiple_never_reads_as_that_multiple(screener: Screener) -> None:
+    labs = [
+        {
+            "test": "ALT",
+            "code": "1742-6",
+            "value": 120.1,
+            "unit": "U/L",
+            "upper_limit": 40,
+            "date": "2026-11-01",
+        }
+    ]
+    status, text = reason(screener, "REV-HEPATIC-MODERATE", labs=labs)
+    assert status == "met"
+    assert "3.0025x the upper limit" in text
+
+
+@pytest.mark.parametrize(("dose", "emphasised"), [(0.8, False), (0.804, True)])
+def test_benzodiazepine_dose_is_compared_unrounded(screener: Screener, dose: float, emphasised: bool) -> None:
+    # lorazepam x 10 = diazepam-equivalent mg: 8 is at the limit, 8.04 above it.
+    meds = [{"name": "lorazepam", "code": "6470", "daily_dose_mg": dose}]
+    status, text = reason(screener, "CAU-BENZODIAZEPINE", medications=meds)
+    assert status == "met"
+    assert ("may blunt the response" in text) is emphasised
