@@ -24,6 +24,7 @@ from .errors import Problem
 from .record import Status
 from .rulefiles import CriterionDef, FactDef
 from .ruleset import (
+    ENGINE_LIMIT,
     STATUSES,
     Criterion,
     Fact,
@@ -33,6 +34,7 @@ from .ruleset import (
     Source,
     _Loaded,
     value_type,
+    within_engine_range,
 )
 from .templates import Template
 from .valuesets import ValueSet
@@ -390,6 +392,10 @@ class _Builder:
                     f"fact {fact.name!r} is a {fact.type}, but {show(operand)} is a {kind or 'list'}",
                 )
                 ok = False
+            elif kind == "number" and not within_engine_range(operand):  # type: ignore[arg-type]
+                message = f"a number compared with a fact must be between -{ENGINE_LIMIT} and {ENGINE_LIMIT}"
+                self.problem(positions, compare.path, "invalid_value", f"{message}, not {show(operand)}")
+                ok = False
         return ok
 
     def criterion(self, definition: CriterionDef, positions: Positions, index: int) -> Criterion | None:
@@ -403,6 +409,9 @@ class _Builder:
             not_met = self.condition(
                 definition.not_met_when, positions, (*where, "not_met_when"), facts, used
             )
+        # A source that is undefined, or defined but broken (its own problem is reported,
+        # this use is not), leaves the criterion unbuilt: it cannot cite what is not there.
+        sources_ok = all(source in self.sources for source in definition.sources)
         for i, source in enumerate(definition.sources):
             if source not in self.sources:
                 path = (*where, "sources", i)
@@ -428,7 +437,7 @@ class _Builder:
             text = self._template(definition.emphasis.text, positions, (*where, "emphasis", "text"), used)
             if condition and text:
                 emphasis = (condition, text)
-        if len(self.problems) > problems_before or when is None:
+        if len(self.problems) > problems_before or when is None or not sources_ok:
             return None
         for name in facts:
             used.extend(self.facts[name].params)
