@@ -306,6 +306,14 @@ def schema() -> None:
     "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no closing summary.")
+@click.option(
+    "--mode",
+    "file_mode",
+    default="600",
+    show_default=True,
+    callback=lambda ctx, param, value: _octal_mode(value),
+    help="Permissions of --out, --report and --summary, in octal (they hold patient data).",
+)
 @reports_errors
 def batch(
     inputs: tuple[Path, ...],
@@ -321,6 +329,7 @@ def batch(
     compact: bool,
     chunk_size: int,
     quiet: bool,
+    file_mode: int,
 ) -> None:
     """Screen many records in parallel: JSONL, CSV, FHIR Bundles or a Bulk Data export.
 
@@ -354,6 +363,7 @@ def batch(
       screening batch big.jsonl --out results.jsonl --compact --workers 8
     """
     from .batch import run_batch
+    from .batch_output import prepare_output
     from .report import write_csv, write_html
 
     progress = not quiet and sys.stderr.isatty()
@@ -371,13 +381,16 @@ def batch(
             progress=progress,
             compact=compact,
             reports=[path for path in (report, summary) if path],
+            mode=file_mode,
         )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
         click.echo(f"interrupted: rerun with --resume to finish {out}", err=True)
         sys.exit(130)
     if report:
+        prepare_output(report, file_mode)
         write_html(result.summary, result.run_info(), report)
     if summary:
+        prepare_output(summary, file_mode)
         write_csv(result.summary, summary)
     counts = result.summary
     if not quiet:
@@ -395,6 +408,16 @@ def batch(
         click.echo(f"interrupted: {out} holds {counts.assessed:,} whole lines; rerun with --resume", err=True)
         sys.exit(130)
     sys.exit(2 if counts.failed else 0)
+
+
+def _octal_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is not a file mode in octal, such as 600 or 640")
+    return mode
 
 
 @main.command()
