@@ -37,12 +37,14 @@ Every exception from durable-rules is translated into :class:`EngineError` by
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import math
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -140,11 +142,24 @@ class Engine:
         rules[WARMUP_RULE] = {"all": [{"m": {"t": _WARMUP_TYPE}}]}
         text = engine_json(rules)
         self._handle = _translate("create the ruleset", lambda: _dre.create_ruleset(self.name, text))
+        # durable-rules keeps a ruleset and its session (about 0.9 MiB for the default rule
+        # set) until both are deleted: delete them when the engine is dropped, not only on
+        # close(). Not at interpreter exit, when the extension's state may already be going.
+        self._live: list[str | None] = [None]  # the open session, shared with the finalizer
+        self._finalizer = weakref.finalize(self, _delete_ruleset, self._handle, self._live)
+        self._finalizer.atexit = False
         self._lock = threading.Lock()
         self._sessions = itertools.count(1)
         self._fact_ids = itertools.count(1)
-        self._sid: str | None = None
         self._open_session()
+
+    @property
+    def _sid(self) -> str | None:
+        return self._live[0]
+
+    @_sid.setter
+    def _sid(self, sid: str | None) -> None:
+        self._live[0] = sid
 
     @property
     def session(self) -> str | None:
@@ -210,9 +225,20 @@ class Engine:
         return list(orjson.loads(held))
 
     def close(self) -> None:
-        """Remove the ruleset from durable-rules' global registry."""
+        """Delete the session and the ruleset from durable-rules (once; later calls do nothing)."""
         with self._lock:
-            _translate("delete the ruleset", lambda: _dre.delete_ruleset(self._handle))
+            self._finalizer()
+
+
+def _delete_ruleset(handle: Any, live: list[str | None]) -> None:
+    # A finalizer must not raise; the ruleset is unreachable either way. Its session goes
+    # first: delete_ruleset alone leaves the session's memory behind.
+    if live[0] is not None:
+        with contextlib.suppress(Exception):  # the C extension raises plain Exception subclasses
+            _dre.delete_state(handle, live[0])
+        live[0] = None
+    with contextlib.suppress(Exception):
+        _dre.delete_ruleset(handle)
 
 
 def _rule_of(message: str) -> str:
