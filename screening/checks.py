@@ -278,7 +278,10 @@ class _Builder:
             if value_type(raw) != "number" or (kind == "days" and not isinstance(raw, int)):
                 return fail(f"expected {'whole days' if kind == 'days' else 'a number'}, not {show(raw)}")
             return raw, True
+        # Names are strings: a list or a mapping here (unhashable) is a problem, not a TypeError.
         if kind == "value_set":
+            if not isinstance(raw, str):
+                return fail(f"expected a value set id, not {show(raw)}")
             if raw not in self.value_sets:
                 if raw in self.broken["value_sets"]:
                     return None, False
@@ -286,7 +289,7 @@ class _Builder:
                 return fail(f"no value set named {show(raw)}{note}")
             return self.value_sets[raw], True
         if kind == "value_sets":
-            if not isinstance(raw, list) or not raw:
+            if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
                 return fail("expected a list of value set ids")
             missing = [v for v in raw if v not in self.value_sets]
             undefined = [v for v in missing if v not in self.broken["value_sets"]]
@@ -303,10 +306,12 @@ class _Builder:
             return frozenset(raw), True
         if kind == "answer":
             return (
-                (raw, True) if raw in ANSWER_FIELDS else fail(f"expected one of {', '.join(ANSWER_FIELDS)}")
+                (raw, True)
+                if isinstance(raw, str) and raw in ANSWER_FIELDS
+                else fail(f"expected one of {', '.join(ANSWER_FIELDS)}")
             )
         if kind == "field":
-            if raw in RECORD_FIELD_TYPES:
+            if isinstance(raw, str) and raw in RECORD_FIELD_TYPES:
                 return raw, True
             return fail(f"expected one of {', '.join(sorted(RECORD_FIELD_TYPES))}")
         return fail(f"unsupported argument kind {kind}")

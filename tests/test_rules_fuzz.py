@@ -219,3 +219,25 @@ def test_a_misspelt_key_in_a_source_is_a_positioned_problem_not_a_traceback(work
 def test_the_unmutated_copy_loads_and_screens(workdir: Path) -> None:
     check(workdir)
     assert load_ruleset(workdir).sha256 == load_ruleset(RULES).sha256
+
+
+def test_a_list_or_mapping_where_a_name_belongs_is_a_positioned_problem(workdir: Path) -> None:
+    """Found by the long fuzz run: an unhashable argument was a TypeError in checks.py."""
+    facts = DATA[Path("facts.yaml")]["facts"]
+    changed = orjson.loads(orjson.dumps(DATA[Path("facts.yaml")]))
+    for kind, value in (
+        ("value_sets", [["opioids"]]),
+        ("value_set", {"a": 1}),
+        ("answered_by", ["conditions"]),
+    ):
+        name = next(n for n, f in facts.items() if kind in (f.get("args") or {}))
+        changed["facts"][name]["args"][kind] = value
+    try:
+        (workdir / "facts.yaml").write_text(yaml.dump(changed, Dumper=DUMPER, sort_keys=False))
+        with pytest.raises(RuleSetError) as caught:
+            load_ruleset(workdir)
+        found = [p for p in caught.value.problems if p.code == "invalid_argument"]
+        assert {p.message.split(":")[0] for p in found} >= {"value_sets", "value_set", "answered_by"}
+        assert all(p.file.endswith("facts.yaml") and p.line > 1 for p in found)
+    finally:
+        _restore(workdir)
