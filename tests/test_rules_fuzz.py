@@ -212,6 +212,9 @@ def test_a_misspelt_key_in_a_source_is_a_positioned_problem_not_a_traceback(work
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert "rules/ruleset.yaml:14:5: unknown_key: unknown key 'sources.cohen2018.lable'" in result.output
         assert "Traceback" not in result.output
+        served = CliRunner().invoke(main, ["serve", "--rules", str(workdir), "--port", "0"])
+        assert served.exit_code == 1, served.output  # refused before the server starts
+        assert "rules/ruleset.yaml:14:5: unknown_key" in served.output
     finally:
         _restore(workdir)
 
