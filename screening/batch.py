@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 from .batch_inputs import FORMATS, Item, csv_header, detect_format, input_size, read_inputs
-from .batch_output import LineWriter, Written, id_key, scan_output
+from .batch_output import OUTPUT_MODE, LineWriter, Written, id_key, scan_output
 from .batch_pool import WorkerPool, chunk_bytes
 from .batch_worker import Chunk, ChunkResult, init_worker, payload_record_id, screen_chunk
 from .errors import InputError
@@ -106,12 +106,13 @@ def run_batch(
     progress: bool = False,
     compact: bool = False,
     reports: Sequence[Path | str] | None = None,
+    mode: int = OUTPUT_MODE,
 ) -> BatchResult:
     """Screen every record of ``inputs`` into the JSONL file ``out``. See the module docstring.
 
     ``reports`` are the files the caller will write after the run (the HTML report, the
     summary CSV): they are checked up front with the output, so that a bad path fails at
-    once, not after the whole run.
+    once, not after the whole run. ``mode``: the output file's permissions (owner only).
 
     Raises RuleSetError or InputError when the batch cannot start: every input (its
     existence, format and CSV header) and every output path is checked before the output
@@ -154,7 +155,7 @@ def run_batch(
             items, skipped_bytes = _skip_written(inputs, formats, ruleset, result.notes, written, out)
             chunks = _Chunks(items, written.count, max(1, chunk_size))
             with (
-                _opened(out, written.end if resume else None) as writer,
+                _opened(out, written.end if resume else None, mode) as writer,
                 _Progress(progress, inputs) as bar,
             ):
                 bar.skip(written.count, skipped_bytes)
@@ -251,9 +252,9 @@ def _scan_output(out: Path) -> Written:
 
 
 @contextmanager
-def _opened(out: Path, append_at: int | None) -> Iterator[LineWriter]:
+def _opened(out: Path, append_at: int | None, mode: int) -> Iterator[LineWriter]:
     try:
-        writer = LineWriter(out, append_at=append_at)
+        writer = LineWriter(out, append_at=append_at, mode=mode)
     except OSError as error:
         raise _os_error(error, out) from None
     with writer:

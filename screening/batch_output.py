@@ -12,6 +12,7 @@ written in input order, the whole lines are exactly positions ``0 .. count-1``.
 from __future__ import annotations
 
 import os
+import stat
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,37 @@ import orjson
 
 from .errors import InputError
 from .report import Summary
+
+OUTPUT_MODE = 0o600
+"""Batch outputs (--out, --report, --summary) hold patient data: readable by their owner only,
+whatever the umask, unless the caller asks for another mode (``screening batch --mode``)."""
+
+
+def open_output(path: Path, mode: int = OUTPUT_MODE, append_at: int | None = None) -> int:
+    """Open ``path`` for writing with permissions ``mode``: truncated, or with ``append_at``
+    cut there and appended to. Raises OSError."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append_at is not None else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
+    try:
+        # os.open's mode is narrowed by the umask and ignored for an existing file; a
+        # device such as /dev/stdout keeps its own.
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, mode)
+        if append_at is not None:
+            os.ftruncate(fd, append_at)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def prepare_output(path: Path, mode: int = OUTPUT_MODE) -> None:
+    """Create (or empty) ``path`` with permissions ``mode`` before another writer opens it
+    again to write it: the report and the summary keep the mode. Raises InputError."""
+    try:
+        os.close(open_output(path, mode))
+    except OSError as error:
+        raise InputError(f"cannot write: {error.strerror or error}", str(path)) from None
 
 
 @dataclass
@@ -107,13 +139,10 @@ def _end_of_last_line(file: BinaryIO, size: int) -> int:
 class LineWriter:
     """Appends finished blocks of lines to the output with unbuffered writes."""
 
-    def __init__(self, path: Path, append_at: int | None = None) -> None:
+    def __init__(self, path: Path, append_at: int | None = None, mode: int = OUTPUT_MODE) -> None:
         """Truncate ``path``, or with ``append_at`` cut it there and append after it."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append_at is not None else os.O_TRUNC)
         self.path = path
-        self._fd = os.open(path, flags, 0o644)
-        if append_at is not None:
-            os.ftruncate(self._fd, append_at)
+        self._fd = open_output(path, mode, append_at)
         self.lines = 0
 
     def write(self, block: bytes, lines: int) -> None:

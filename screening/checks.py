@@ -24,6 +24,7 @@ from .errors import Problem
 from .record import Status
 from .rulefiles import CriterionDef, FactDef
 from .ruleset import (
+    ENGINE_LIMIT,
     STATUSES,
     Criterion,
     Fact,
@@ -33,6 +34,7 @@ from .ruleset import (
     Source,
     _Loaded,
     value_type,
+    within_engine_range,
 )
 from .templates import Template
 from .valuesets import ValueSet
@@ -278,7 +280,10 @@ class _Builder:
                     f"expected {'a number' if kind == 'number' else 'whole ' + kind}, not {show(raw)}"
                 )
             return raw, True
+        # Names are strings: a list or a mapping here (unhashable) is a problem, not a TypeError.
         if kind == "value_set":
+            if not isinstance(raw, str):
+                return fail(f"expected a value set id, not {show(raw)}")
             if raw not in self.value_sets:
                 if raw in self.broken["value_sets"]:
                     return None, False
@@ -286,7 +291,7 @@ class _Builder:
                 return fail(f"no value set named {show(raw)}{note}")
             return self.value_sets[raw], True
         if kind == "value_sets":
-            if not isinstance(raw, list) or not raw:
+            if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
                 return fail("expected a list of value set ids")
             missing = [v for v in raw if v not in self.value_sets]
             undefined = [v for v in missing if v not in self.broken["value_sets"]]
@@ -303,10 +308,12 @@ class _Builder:
             return frozenset(raw), True
         if kind == "answer":
             return (
-                (raw, True) if raw in ANSWER_FIELDS else fail(f"expected one of {', '.join(ANSWER_FIELDS)}")
+                (raw, True)
+                if isinstance(raw, str) and raw in ANSWER_FIELDS
+                else fail(f"expected one of {', '.join(ANSWER_FIELDS)}")
             )
         if kind == "field":
-            if raw in RECORD_FIELD_TYPES:
+            if isinstance(raw, str) and raw in RECORD_FIELD_TYPES:
                 return raw, True
             return fail(f"expected one of {', '.join(sorted(RECORD_FIELD_TYPES))}")
         return fail(f"unsupported argument kind {kind}")
@@ -392,6 +399,10 @@ class _Builder:
                     f"fact {fact.name!r} is a {fact.type}, but {show(operand)} is a {kind or 'list'}",
                 )
                 ok = False
+            elif kind == "number" and not within_engine_range(operand):  # type: ignore[arg-type]
+                message = f"a number compared with a fact must be between -{ENGINE_LIMIT} and {ENGINE_LIMIT}"
+                self.problem(positions, compare.path, "invalid_value", f"{message}, not {show(operand)}")
+                ok = False
         return ok
 
     def criterion(self, definition: CriterionDef, positions: Positions, index: int) -> Criterion | None:
@@ -405,6 +416,9 @@ class _Builder:
             not_met = self.condition(
                 definition.not_met_when, positions, (*where, "not_met_when"), facts, used
             )
+        # A source that is undefined, or defined but broken (its own problem is reported,
+        # this use is not), leaves the criterion unbuilt: it cannot cite what is not there.
+        sources_ok = all(source in self.sources for source in definition.sources)
         for i, source in enumerate(definition.sources):
             if source not in self.sources:
                 path = (*where, "sources", i)
@@ -430,7 +444,7 @@ class _Builder:
             text = self._template(definition.emphasis.text, positions, (*where, "emphasis", "text"), used)
             if condition and text:
                 emphasis = (condition, text)
-        if len(self.problems) > problems_before or when is None:
+        if len(self.problems) > problems_before or when is None or not sources_ok:
             return None
         for name in facts:
             used.extend(self.facts[name].params)

@@ -306,6 +306,14 @@ def schema() -> None:
     "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no closing summary.")
+@click.option(
+    "--mode",
+    "file_mode",
+    default="600",
+    show_default=True,
+    callback=lambda ctx, param, value: _octal_mode(value),
+    help="Permissions of --out, --report and --summary, in octal (they hold patient data).",
+)
 @reports_errors
 def batch(
     inputs: tuple[Path, ...],
@@ -321,6 +329,7 @@ def batch(
     compact: bool,
     chunk_size: int,
     quiet: bool,
+    file_mode: int,
 ) -> None:
     """Screen many records in parallel: JSONL, CSV, FHIR Bundles or a Bulk Data export.
 
@@ -354,6 +363,7 @@ def batch(
       screening batch big.jsonl --out results.jsonl --compact --workers 8
     """
     from .batch import run_batch
+    from .batch_output import prepare_output
     from .report import write_csv, write_html
 
     progress = not quiet and sys.stderr.isatty()
@@ -371,13 +381,16 @@ def batch(
             progress=progress,
             compact=compact,
             reports=[path for path in (report, summary) if path],
+            mode=file_mode,
         )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
         click.echo(f"interrupted: rerun with --resume to finish {out}", err=True)
         sys.exit(130)
     if report:
+        prepare_output(report, file_mode)
         write_html(result.summary, result.run_info(), report)
     if summary:
+        prepare_output(summary, file_mode)
         write_csv(result.summary, summary)
     counts = result.summary
     if not quiet:
@@ -395,6 +408,16 @@ def batch(
         click.echo(f"interrupted: {out} holds {counts.assessed:,} whole lines; rerun with --resume", err=True)
         sys.exit(130)
     sys.exit(2 if counts.failed else 0)
+
+
+def _octal_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is not a file mode in octal, such as 600 or 640")
+    return mode
 
 
 @main.command()
@@ -428,9 +451,28 @@ def generate(count: int, seed: int, as_of: str | None, out: Path, output_format:
 @rules_option
 @params_option
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
-@click.option("--token", envvar="SCREENING_TOKEN", help="Require this bearer token (or SCREENING_TOKEN).")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Require the bearer token in this file (or in SCREENING_TOKEN); never on the command line.",
+)
+@click.option("--token", "token_given", hidden=True, help="Refused: a token on the command line shows in ps.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True)
 @click.option("--batch-limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request body may take to arrive after its headers (then 408).",
+)
+@click.option(
+    "--healthcheck-timeout",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="With --workers > 1: seconds a busy worker may take to answer the supervisor before it is restarted.",
+)
 @click.option(
     "--fhir-server",
     "fhir_servers",
@@ -447,9 +489,12 @@ def serve(
     rules_dir: Path | None,
     params_file: Path | None,
     workers: int,
-    token: str | None,
+    token_file: Path | None,
+    token_given: str | None,
     max_body_mb: float,
     batch_limit: int,
+    body_timeout: float,
+    healthcheck_timeout: int,
     fhir_servers: tuple[str, ...],
     log_level: str,
 ) -> None:
@@ -458,10 +503,13 @@ def serve(
     Each worker process loads the rule set once; OpenAPI docs are at /docs. Patient data
     is never logged. Bad rules fail here, before the server starts.
 
+    The bearer token comes from --token-file or the SCREENING_TOKEN environment variable,
+    never from the command line, where every user of the machine can read it with ps.
+
     \b
     Examples:
       screening serve --port 8080 --workers 4
-      SCREENING_TOKEN=secret screening serve --params site.yaml
+      screening serve --token-file /run/secrets/screening-token --params site.yaml
       curl -s localhost:8080/screen -d @examples/eligible.json
     """
     import os
@@ -470,17 +518,28 @@ def serve(
     from .screener import default_rules_dir
     from .server import serve as run
 
+    if token_given is not None:
+        raise click.UsageError(
+            "--token is not accepted: a token on the command line is visible to every user "
+            "in ps. Put it in a file and pass --token-file PATH, or set SCREENING_TOKEN."
+        )
+    token = os.environ.get("SCREENING_TOKEN") or ""
+    if token_file is not None:
+        token = token_file.read_text(encoding="utf-8").strip()
+        if not token:
+            raise click.UsageError(f"--token-file {token_file}: the file is empty")
     load_ruleset(rules_dir or default_rules_dir(), params_file)  # fail fast, with file:line
     settings = {
         "SCREENING_RULES": str(rules_dir or ""),
         "SCREENING_PARAMS": str(params_file or ""),
-        "SCREENING_TOKEN": token or "",
+        "SCREENING_TOKEN": token,
         "SCREENING_MAX_BODY": str(int(max_body_mb * 1024 * 1024)),
         "SCREENING_BATCH_LIMIT": str(batch_limit),
+        "SCREENING_BODY_TIMEOUT": str(body_timeout),
         "SCREENING_FHIR_SERVERS": " ".join(fhir_servers),
     }
     os.environ.update(settings)  # the worker processes read their settings from here
-    run(host, port, workers, log_level)
+    run(host, port, workers, log_level, healthcheck_timeout)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ What durable-rules 2.0.28 does, and what this module does about it:
   record. Raising glibc's trim and mmap thresholds once per process avoids that cost.
 * A "field is absent" condition (``$nex``) also matches the engine's own state fact. The
   compiler never emits one; every rule is guarded by ``t == "screening"``.
+* Its JSON parser rejects a number with an exponent but no decimal point (``1e-7``,
+  ``1e+16``: error code 204), which is how orjson and ``repr`` write very small and very
+  large floats, and it saturates integers outside 64 bits. :func:`engine_json` writes
+  every fact and ruleset in a form it reads as the same value (``1.0e-07``).
 
 Every exception from durable-rules is translated into :class:`EngineError` by
 :func:`_translate`, the one place that maps them.
@@ -33,11 +37,14 @@ Every exception from durable-rules is translated into :class:`EngineError` by
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
+import math
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -51,7 +58,53 @@ _WARMUP_TYPE = "$warmup"
 _NOT_HANDLED = 1
 _names = itertools.count(1)
 _malloc_tuned = False
+_INT64 = 2**63
+_PLAIN = frozenset({str, bool, type(None)})
 T = TypeVar("T")
+
+
+def engine_json(value: Any) -> str:
+    """JSON text that durable-rules' own parser reads as ``value``, for facts and rulesets.
+
+    orjson writes it, with each number it would write in a form the engine misreads
+    replaced by raw text that the engine reads right (:func:`_number`).
+    """
+    return orjson.dumps(_for_engine(value)).decode()
+
+
+def _for_engine(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        # orjson writes no exponent between 1e-6 and 1e16; only other floats need a look.
+        return value if value == 0 or 1e-4 <= abs(value) < 1e15 else _number(value)
+    if kind is int:
+        return value if -_INT64 <= value < _INT64 else _number(value)
+    if kind is dict:
+        return {key: item if type(item) in _PLAIN else _for_engine(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_for_engine(item) for item in value]
+    return value
+
+
+def _number(value: float) -> float | orjson.Fragment:
+    """A number as durable-rules reads it: exponents after a decimal point, 64-bit integers.
+
+    An integer outside 64 bits (the engine would saturate it to the largest one, equal to
+    any other such integer) is written as the nearest float, which keeps its order against
+    every threshold a rule set may hold (rule set numbers stay within 2**53).
+    """
+    if isinstance(value, int):
+        try:
+            value = float(value)
+        except OverflowError:
+            value = sys.float_info.max if value > 0 else -sys.float_info.max
+    if not math.isfinite(value):
+        raise EngineError("durable-rules cannot be given a number that is not finite")
+    text = orjson.dumps(value)
+    mantissa, exponent, power = text.partition(b"e")
+    if not exponent or b"." in mantissa:
+        return value
+    return orjson.Fragment(mantissa + b".0e" + power)
 
 
 def _tune_malloc() -> None:
@@ -87,13 +140,26 @@ class Engine:
         self.name = f"{label}_{os.getpid()}_{next(_names)}"
         rules = dict(definition)
         rules[WARMUP_RULE] = {"all": [{"m": {"t": _WARMUP_TYPE}}]}
-        text = orjson.dumps(rules).decode()
+        text = engine_json(rules)
         self._handle = _translate("create the ruleset", lambda: _dre.create_ruleset(self.name, text))
+        # durable-rules keeps a ruleset and its session (about 0.9 MiB for the default rule
+        # set) until both are deleted: delete them when the engine is dropped, not only on
+        # close(). Not at interpreter exit, when the extension's state may already be going.
+        self._live: list[str | None] = [None]  # the open session, shared with the finalizer
+        self._finalizer = weakref.finalize(self, _delete_ruleset, self._handle, self._live)
+        self._finalizer.atexit = False
         self._lock = threading.Lock()
         self._sessions = itertools.count(1)
         self._fact_ids = itertools.count(1)
-        self._sid: str | None = None
         self._open_session()
+
+    @property
+    def _sid(self) -> str | None:
+        return self._live[0]
+
+    @_sid.setter
+    def _sid(self, sid: str | None) -> None:
+        self._live[0] = sid
 
     @property
     def session(self) -> str | None:
@@ -124,7 +190,7 @@ class Engine:
         payload = dict(fact)
         payload["sid"] = sid
         payload["id"] = str(next(self._fact_ids))
-        text = orjson.dumps(payload).decode()
+        text = engine_json(payload)
         clean = False
         try:
             fired = self._assert_and_drain(sid, text)
@@ -159,9 +225,20 @@ class Engine:
         return list(orjson.loads(held))
 
     def close(self) -> None:
-        """Remove the ruleset from durable-rules' global registry."""
+        """Delete the session and the ruleset from durable-rules (once; later calls do nothing)."""
         with self._lock:
-            _translate("delete the ruleset", lambda: _dre.delete_ruleset(self._handle))
+            self._finalizer()
+
+
+def _delete_ruleset(handle: Any, live: list[str | None]) -> None:
+    # A finalizer must not raise; the ruleset is unreachable either way. Its session goes
+    # first: delete_ruleset alone leaves the session's memory behind.
+    if live[0] is not None:
+        with contextlib.suppress(Exception):  # the C extension raises plain Exception subclasses
+            _dre.delete_state(handle, live[0])
+        live[0] = None
+    with contextlib.suppress(Exception):
+        _dre.delete_ruleset(handle)
 
 
 def _rule_of(message: str) -> str:

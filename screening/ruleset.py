@@ -446,6 +446,16 @@ def read_overrides(path: Path, problems: list[Problem]) -> list[SiteValue]:
 
 
 # parameters ------------------------------------------------------------------------------
+ENGINE_LIMIT = 2**53
+"""Numbers a rule set compares facts with stay strictly within this: durable-rules compares
+an integer with a float as two floats, which is exact (the same answer as Python) only for
+integers below 2**53, and saturates integers beyond 64 bits."""
+
+
+def within_engine_range(value: float) -> bool:
+    return -ENGINE_LIMIT < value < ENGINE_LIMIT
+
+
 def value_type(value: object) -> FactType | None:
     if isinstance(value, bool):
         return "boolean"
@@ -465,6 +475,8 @@ def parameter_value_problem(name: str, value: object, definition: ParameterDef) 
         number = float(value)  # type: ignore[arg-type]
         if not math.isfinite(number):
             return f"parameter {name!r} takes a finite number, not {show(value)}"
+        if not within_engine_range(value):  # type: ignore[arg-type]
+            return f"parameter {name!r} must be between -{ENGINE_LIMIT} and {ENGINE_LIMIT}, not {show(value)}"
         if definition.minimum is not None and number < definition.minimum:
             return f"parameter {name!r} must be at least {show(definition.minimum)}, not {show(value)}"
         if definition.maximum is not None and number > definition.maximum:

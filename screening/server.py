@@ -9,30 +9,39 @@
     GET  /docs, /openapi.json     OpenAPI
 
 Each process builds one :class:`~screening.screener.Screener` when the app is created and
-keeps it. durable-rules holds the GIL and the Screener serialises engine calls, so
-screening runs in one worker thread per process, first come first served (the event loop
-stays free for I/O), and the service scales across cores with processes (``screening
-serve --workers N``).
+keeps it. Everything CPU-heavy about a request (parsing its JSON, validating and screening
+it, writing the answer) runs in a worker thread, one request at a time per process, first
+come first served. That does not make screening faster: durable-rules and pydantic hold
+the GIL, and the Screener serialises engine calls. What it buys is an event loop that
+answers ``/health`` and accepts connections between the slices of the GIL a long request
+leaves, and that times out stalled uploads. The service scales across cores with
+processes (``screening serve --workers N``).
+
+A request body must arrive whole within ``body_timeout`` seconds of its headers (a client
+that trickles it gets 408 and the connection is closed); uvicorn's keep-alive timeout
+closes idle connections.
 
 Errors are JSON ``{"code", "message", "field"}`` with a stable snake_case code, mapped
 from the package's error tree in :func:`error_response` (the one place), never a stack
 trace. Request bodies are limited in size. The log never holds patient data: requests
-are logged by method, path and status, errors by type only.
+are logged by method, path and status; an internal error (a 500) by its type and its
+traceback's frames, without its message, which may quote the record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import logging
 import os
+import time
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
@@ -53,6 +62,16 @@ T = TypeVar("T")
 log = logging.getLogger("screening.server")
 MAX_BODY = 10 * 1024 * 1024
 BATCH_LIMIT = 100
+BODY_TIMEOUT = 30.0
+"""Seconds a request body may take to arrive after its headers (10 MB at ~3 Mbit/s)."""
+KEEP_ALIVE_TIMEOUT = 5
+HEALTHCHECK_TIMEOUT = 60
+"""Seconds uvicorn's supervisor (``--workers`` > 1) waits for a worker to answer its ping
+before restarting it. The ping needs the GIL, and validating one record is a single call
+into pydantic's core: a record near the body limit took 3 to 7 s on a loaded 2-core
+machine, over uvicorn's default of 5 s."""
+MAX_MESSAGE = 1000
+"""Characters of an error message or record id an error answer repeats (an id can be megabytes)."""
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -74,11 +93,40 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": message, "field": field, **extra}
+    return {"code": code, "message": _clip(message), "field": field, **extra}
 
 
-def error_response(error: Exception) -> Response:
-    """The one place where errors become HTTP responses."""
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def log_internal_error(error: BaseException, where: str = "") -> None:
+    """Log an internal error with its traceback's frames, and never its message (it may quote
+    the record): the type, the file, line and function of each frame, and the chained causes' types."""
+    frames = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
+    causes: list[str] = []
+    cause = error.__cause__ or error.__context__
+    while cause is not None and len(causes) < 5:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    caused = f" (caused by {' <- '.join(causes)})" if causes else ""
+    log.error(
+        "internal error %s%s%s\nTraceback (most recent call last):\n%s%s (message withheld)",
+        type(error).__name__,
+        f" on {where}" if where else "",
+        caused,
+        frames,
+        type(error).__name__,
+    )
+
+
+def error_response(error: Exception, where: str = "") -> Response:
+    """The one place where errors become HTTP responses; a 500 is logged here (``where``: the request)."""
     if isinstance(error, ApiError):
         status, body = error.status, error_body(error.code, error.message, error.field)
     elif isinstance(error, RecordError):
@@ -86,7 +134,7 @@ def error_response(error: Exception) -> Response:
         problems = [p.as_dict() for p in error.problems]
         status, body = (
             422,
-            error_body(error.code, str(error), field, record_id=error.record_id, problems=problems),
+            error_body(error.code, str(error), field, record_id=_clip(error.record_id), problems=problems),
         )
     elif isinstance(error, InputError):
         status, body = 400, error_body(error.code, str(error), error.position)
@@ -96,6 +144,8 @@ def error_response(error: Exception) -> Response:
         status, body = 400, error_body(error.code, str(error))
     else:
         status, body = 500, error_body("internal_error", "internal error; the error was logged")
+    if status == 500:
+        log_internal_error(error, where)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
@@ -103,8 +153,9 @@ def error_response(error: Exception) -> Response:
 JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
 
 
-async def json_body(request: Request) -> Any:
-    """The request body as JSON; a content type other than JSON (or none) is a 415."""
+async def json_body(request: Request) -> bytes:
+    """The request body, to be parsed as JSON off the event loop; a content type other than
+    JSON (or none) is a 415."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind and kind not in JSON_TYPES:
         raise ApiError(
@@ -113,7 +164,13 @@ async def json_body(request: Request) -> Any:
             f"the body must be JSON (application/json or application/fhir+json), not {kind[:80]}",
             "Content-Type",
         )
-    return load_json(await request.body(), source="request body")
+    return await request.body()
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON. orjson refuses nesting deeper than 1,024 levels ("depth limit
+    exceeded"), so deep nesting is a 400 here and never reaches recursive code."""
+    return load_json(body, source="request body")
 
 
 class ErrorBody(BaseModel):
@@ -177,17 +234,18 @@ def create_app(
     batch_limit: int = BATCH_LIMIT,
     as_of: date | None = None,
     fetcher: FhirFetcher | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> FastAPI:
     """The application, with its Screener built now (once per process)."""
     screener = screener or Screener(rules, params)
     fetcher = fetcher or FhirFetcher()
-    # One screening thread per process: the engine is serialised and holds the GIL anyway,
-    # so more threads would only compete for both; one queue serves requests in order of
-    # arrival, and the event loop stays free for I/O.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening")
+    # One request's CPU work at a time, in a worker thread: the engine is serialised and
+    # holds the GIL anyway, so more threads would only compete for both; the limiter serves
+    # requests in order of arrival, and the event loop stays free for I/O and /health.
+    limiter = CapacityLimiter(1)
 
     async def offload(func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(func, *args))
+        return await to_thread.run_sync(func, *args, limiter=limiter)
 
     ruleset = screener.ruleset
     # The docs pages use the Swagger UI and ReDoc files shipped with fastapi-offline, not a
@@ -216,7 +274,7 @@ def create_app(
     @app.exception_handler(ApiError)
     @app.exception_handler(ScreeningError)
     async def _screening_error(request: Request, error: Exception) -> Response:
-        return error_response(error)
+        return error_response(error, f"{request.method} {request.url.path}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -299,12 +357,11 @@ def create_app(
 
         A deceased patient answers 200 with ``{"code": "not_screened", ...}``.
         """
-        data = await json_body(request)
-        result = await offload(_screen_one, screener, data, day(as_of))
+        body = await json_body(request)
+        text, answer = await offload(_screen_answer, screener, body, day(as_of), format)
         if format == "text":
-            return PlainTextResponse(_text(result))
-        body = result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
-        return Response(body, media_type="application/json")
+            return PlainTextResponse(text)
+        return Response(answer, media_type="application/json")
 
     @app.post(
         "/screen/batch",
@@ -319,18 +376,9 @@ def create_app(
 
         Each result is ``{"position", "decision" | "not_screened" | "error"}``, in input order.
         """
-        data = await json_body(request)
-        items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
-        if is_fhir(items):
-            items = [items]
-        if not isinstance(items, list):
-            raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
-        if len(items) > batch_limit:
-            raise ApiError(413, "batch_too_large", f"{len(items)} records; at most {batch_limit} per batch")
-        results = await offload(_screen_many, screener, items, day(as_of), batch_limit)
-        return Response(
-            orjson.dumps({"count": len(results), "results": results}), media_type="application/json"
-        )
+        body = await json_body(request)
+        answer = await offload(_screen_batch, screener, body, day(as_of), batch_limit)
+        return Response(answer, media_type="application/json")
 
     @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected, responses=_errors(401))
     def cds_discovery() -> dict[str, Any]:
@@ -349,8 +397,8 @@ def create_app(
         """CDS Hooks: screen the patient from the prefetch and answer with cards."""
         if service_id != cdshooks.SERVICE_ID:
             raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
-        data = await json_body(request)
-        hook = cdshooks.read_hook(data, "request body")
+        body = await json_body(request)
+        hook = await offload(_read_hook, body)
         problem = hook.mismatch()
         if problem is None and hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
             await _fetch_missing(fetcher, hook, cdshooks.queries(ruleset))
@@ -363,7 +411,7 @@ def create_app(
         return Response(orjson.dumps({"cards": cards}), media_type="application/json")
 
     _add_schemas(app, record_schema)
-    app.add_middleware(_Guard, max_body=max_body)
+    app.add_middleware(_Guard, max_body=max_body, body_timeout=body_timeout)
     return app
 
 
@@ -386,6 +434,32 @@ def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _screen_answer(screener: Screener, body: bytes, as_of: date, format: str) -> tuple[str, bytes]:
+    """Parse, screen and write the answer of POST /screen (in the worker thread)."""
+    result = _screen_one(screener, parse_body(body), as_of)
+    if format == "text":
+        return _text(result), b""
+    return "", result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
+
+
+def _screen_batch(screener: Screener, body: bytes, as_of: date, limit: int) -> bytes:
+    """Parse, screen and write the answer of POST /screen/batch (in the worker thread)."""
+    data = parse_body(body)
+    items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
+    if is_fhir(items):
+        items = [items]
+    if not isinstance(items, list):
+        raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
+    if len(items) > limit:
+        raise ApiError(413, "batch_too_large", f"{len(items)} records; at most {limit} per batch")
+    results = _screen_many(screener, items, as_of, limit)
+    return orjson.dumps({"count": len(results), "results": results})
+
+
+def _read_hook(body: bytes) -> cdshooks.HookRequest:
+    return cdshooks.read_hook(parse_body(body), "request body")
 
 
 def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScreened:
@@ -486,11 +560,19 @@ def describe_rules(screener: Screener) -> dict[str, Any]:
 
 
 class _Guard:
-    """ASGI middleware: the body size limit, and a 500 without a trace for any escaped error."""
+    """ASGI middleware: the body size limit, the body time limit (uvicorn has none: a client
+    that sends headers and then trickles its body would hold the request open for ever), and
+    a 500 without a trace for any escaped error."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body: int) -> None:
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        max_body: int,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -503,10 +585,18 @@ class _Guard:
             return
         received = 0
         started = False
+        deadline = time.monotonic() + self.body_timeout
+        complete = False
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in: what is left to receive is the disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise _TooSlow from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body:
                 raise _TooLarge
@@ -522,15 +612,23 @@ class _Guard:
         except _TooLarge:
             if not started:
                 await _send(send, _too_large(self.max_body))
-        except Exception as error:  # the last line of defence: log the type, never the data
-            log.error(
-                "internal error %s on %s %s", type(error).__name__, scope.get("method"), scope.get("path")
-            )
+        except _TooSlow:
             if not started:
-                await _send(send, error_response(error))
+                message = f"the request body did not arrive within {self.body_timeout:g} seconds"
+                response = error_response(ApiError(408, "request_timeout", message))
+                response.headers["Connection"] = "close"  # the rest of the body is never read
+                await _send(send, response)
+        except Exception as error:  # the last line of defence: logged without its message
+            response = error_response(error, f"{scope.get('method')} {scope.get('path')}")
+            if not started:
+                await _send(send, response)
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -558,10 +656,17 @@ def app_from_env() -> Any:
         batch_limit=int(env.get("SCREENING_BATCH_LIMIT") or BATCH_LIMIT),
         as_of=date.fromisoformat(env["SCREENING_AS_OF"]) if env.get("SCREENING_AS_OF") else None,
         fetcher=FhirFetcher(env.get("SCREENING_FHIR_SERVERS", "").split()),
+        body_timeout=float(env.get("SCREENING_BODY_TIMEOUT") or BODY_TIMEOUT),
     )
 
 
-def serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str = "info",
+    healthcheck_timeout: int = HEALTHCHECK_TIMEOUT,
+) -> None:
     """Run the service with uvicorn; each worker process builds its own Screener."""
     import uvicorn
 
@@ -573,4 +678,6 @@ def serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
         workers=workers,
         log_level=log_level,
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        timeout_worker_healthcheck=healthcheck_timeout,
     )

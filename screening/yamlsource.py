@@ -119,7 +119,11 @@ def load_yaml(path: Path, display_name: str) -> tuple[Any, Positions, list[Probl
         return {}, positions, []
     problems: list[Problem] = []
     budget = [MAX_NODES]
-    data = _convert(node, (), positions, problems, budget, set())
+    # A constructor per file: it remembers every node it built (``constructed_objects``),
+    # so a module-level one kept every rule file's nodes for ever (~1.7 MiB a load), and
+    # was shared by threads loading at the same time.
+    scalars = yaml.SafeLoader("")
+    data = _convert(node, (), positions, problems, budget, set(), scalars)
     return data, positions, problems
 
 
@@ -172,14 +176,15 @@ def _partial(text: str) -> Any:
     return root[0] if root else None
 
 
-_scalars = yaml.SafeLoader("")
 # libyaml's composer keeps every mark and is about 14x faster than the pure-Python one.
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _scalar(node: yaml.Node, positions: Positions, path: PathKey, problems: list[Problem]) -> Any:
+def _scalar(
+    node: yaml.Node, positions: Positions, path: PathKey, problems: list[Problem], scalars: yaml.SafeLoader
+) -> Any:
     try:
-        return _scalars.construct_object(node)
+        return scalars.construct_object(node)
     except yaml.YAMLError:
         problems.append(
             Problem(
@@ -200,6 +205,7 @@ def _convert(
     problems: list[Problem],
     budget: list[int],
     ancestors: set[int],
+    scalars: yaml.SafeLoader,
     mark: yaml.Mark | None = None,
 ) -> Any:
     # A mapping entry is located at its key, where a reader looks for it.
@@ -210,7 +216,7 @@ def _convert(
     if budget[0] <= 0:
         return None
     if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        return _scalar(node, positions, path, problems)
+        return _scalar(node, positions, path, problems, scalars)
     if id(node) in ancestors:
         problems.append(
             positions.problem(path, "recursive_alias", "an alias refers to a value containing it")
@@ -219,12 +225,16 @@ def _convert(
     ancestors = ancestors | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(item, (*path, index), positions, problems, budget, ancestors)
+            _convert(item, (*path, index), positions, problems, budget, ancestors, scalars)
             for index, item in enumerate(node.value)
         ]
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = _scalar(key_node, positions, path, problems) if isinstance(key_node, yaml.ScalarNode) else None
+        key = (
+            _scalar(key_node, positions, path, problems, scalars)
+            if isinstance(key_node, yaml.ScalarNode)
+            else None
+        )
         if not isinstance(key, (str, int, float, bool)):
             start = key_node.start_mark
             problems.append(
@@ -248,6 +258,6 @@ def _convert(
             )
             continue
         out[key_text] = _convert(
-            value_node, child, positions, problems, budget, ancestors, key_node.start_mark
+            value_node, child, positions, problems, budget, ancestors, scalars, key_node.start_mark
         )
     return out

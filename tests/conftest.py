@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from screening import Screener
 
@@ -50,3 +51,7 @@ def eligible_record(**changes: object) -> dict[str, object]:
     }
     record.update(changes)
     return record
+
+
+# `pytest --hypothesis-profile=long`: the fuzz tests run many more examples.
+settings.register_profile("long", max_examples=3000, deadline=None)
