@@ -33,7 +33,7 @@ from typing import Any
 from .errors import InputError
 from .fhir_assemble import assemble, native
 from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
-from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, terms_for
+from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, objects, terms_for
 from .ruleset import RuleSet
 
 _MAX_DEPTH = 4
@@ -344,11 +344,7 @@ def lookup_medication(
         return None
     target: Any = None
     if ref.startswith("#"):
-        contained = resource.get("contained")
-        target = next(
-            (c for c in contained or () if isinstance(c, dict) and c.get("id") == ref[1:]),
-            None,
-        )
+        target = next((c for c, _ in objects(resource, "contained", "") if c.get("id") == ref[1:]), None)
     else:
         target = medications.get(ref) or medications.get(ref_key(ref))
     return concept(target, "code", "contained") if isinstance(target, dict) else None

@@ -32,6 +32,7 @@ from .fhir_terms import (
     note,
     objects,
     reference,
+    string,
 )
 
 MedicationLookup = Callable[[Mapping[str, Any], str | None], Concept | None]
@@ -67,14 +68,14 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
     """The demographic part of a record from a Patient resource, and notes."""
     base: Partial = {"id": record_id}
     notes = []
-    birth = field(resource, "birthDate", str, "")
+    birth = string(resource, "birthDate", "")
     if birth:
         full = day(birth, "birthDate")
         if full:
             base["birth_date"] = full
         else:
             notes.append(f"Patient/{record_id}: birth date {birth!r} is not a full date; not used")
-    gender = field(resource, "gender", str, "")
+    gender = string(resource, "gender", "")
     if gender in ("female", "male", "other"):
         base["sex"] = gender
     elif gender is None:
@@ -83,7 +84,7 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
             base["sex"] = sex
     if field(resource, "deceasedBoolean", bool, ""):
         base["deceased"] = True
-    died = field(resource, "deceasedDateTime", str, "")
+    died = string(resource, "deceasedDateTime", "")
     if died:
         base["deceased"] = True
         when = day(died, "deceasedDateTime")
@@ -97,11 +98,12 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
 def _individual_sex(resource: Mapping[str, Any], terms: FhirTerms) -> str | None:
     """Sex from the US Core individual-sex extension, for a Patient without gender."""
     for extension, where in objects(resource, "extension", ""):
-        url = field(extension, "url", str, where) or ""
+        url = string(extension, "url", where) or ""
         if not url.endswith("/us-core-individual-sex"):
             continue
-        if extension.get("valueCode") in ("female", "male", "other"):
-            return str(extension["valueCode"])
+        code = string(extension, "valueCode", where)
+        if code in ("female", "male", "other"):
+            return code
         value = field(extension, "valueCoding", dict, where)
         if value:
             found = terms.answer(terms.sex_answers, Concept((_coding(value, where),), None))
@@ -191,14 +193,15 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
 def _medication(
     res: Mapping[str, Any], terms: FhirTerms, source: str, lookup: MedicationLookup
 ) -> list[Partial]:
-    status = res.get("status")
+    status = string(res, "status", "")
     if status not in ("active", "completed", "stopped"):
         return []
     ref = reference(res, "medicationReference", "")
     drug = concept(res, "medicationCodeableConcept") or lookup(res, ref)
-    if drug is None and isinstance(res.get("medicationReference"), dict):
+    given = field(res, "medicationReference", dict, "")
+    if drug is None and given is not None:
         # The Medication is not in the input: its display, if any, still names the drug.
-        shown = field(res["medicationReference"], "display", str, "medicationReference")
+        shown = string(given, "display", "medicationReference")
         drug = Concept((), shown) if shown else None
     if drug is None or not drug.label:
         what = f"medication {ref} is not in the input" if ref else "medication without a code or name"
@@ -246,7 +249,7 @@ def _notes(res: Mapping[str, Any]) -> list[str]:
 
 
 def _procedure(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:
-    status = res.get("status")
+    status = string(res, "status", "")
     if status not in ("completed", "in-progress", "stopped"):
         return []
     code = concept(res, "code")

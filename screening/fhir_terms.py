@@ -13,6 +13,7 @@ an :class:`~screening.errors.InputError` naming the file and the position.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -114,7 +115,26 @@ def field(node: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path
     return value
 
 
-_JSON_NAMES = {"dict": "an object", "list": "an array", "str": "a string"}
+_JSON_NAMES = {"dict": "an object", "list": "an array", "str": "a string", "bool": "a boolean"}
+
+
+def string(node: Mapping[str, Any], key: str, path: str) -> str | None:
+    """A string element (a code such as ``status``, an id, a uri); None if absent."""
+    value: str | None = field(node, key, str, path)
+    return value
+
+
+def element(node: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (``effectivePeriod.end``), None where a step is absent.
+
+    A step that is present but not an object raises :class:`Malformed`: a string where a
+    Period belongs is a broken resource, not a missing date."""
+    parts = dotted.split(".")
+    for index, part in enumerate(parts[:-1]):
+        node = field(node, part, dict, ".".join(parts[:index]))
+        if node is None:
+            return None
+    return node.get(parts[-1])
 
 
 def _join(path: str, key: str) -> str:
@@ -184,10 +204,7 @@ def day(value: Any, path: str) -> str | None:
 def first_day(res: Mapping[str, Any], paths: tuple[str, ...]) -> str | None:
     """The first full date found at the dotted paths (e.g. ``onsetPeriod.start``)."""
     for path in paths:
-        node: Any = res
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        found = day(node, path)
+        found = day(element(res, path), path)
         if found:
             return found
     return None
@@ -200,17 +217,20 @@ def reference(node: Mapping[str, Any], key: str, path: str) -> str | None:
 
 
 def number(value: Any) -> float | None:
-    """A JSON number, or a decimal carried as a string (US Core's valueString "12")."""
+    """A finite JSON number, or a decimal carried as a string (US Core's valueString "12")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        found = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            found = float(value.strip())
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    # "NaN" and "1e999" parse as floats but are no measurement.
+    return found if math.isfinite(found) else None
 
 
 class FhirTerms:

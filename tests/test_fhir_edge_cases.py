@@ -194,7 +194,7 @@ def test_negated_reasons_are_no_failure(screener: Screener, reason: str, outcome
     assert trial["outcome"] == outcome
 
 
-def test_measurements_are_read_to_their_precision(screener: Screener) -> None:
+def test_measurements_are_read_as_recorded(screener: Screener) -> None:
     record = bundle_records(
         bundle(
             observation("72514-3", **quantity(0.663541)),
@@ -203,8 +203,11 @@ def test_measurements_are_read_to_their_precision(screener: Screener) -> None:
         ),
         screener.ruleset,
     )[0]
-    assert record["pain_scores"][0]["score"] == 0.7
-    assert (record["blood_pressure"][0]["systolic"], record["blood_pressure"][0]["diastolic"]) == (108, 80)
+    assert record["pain_scores"][0]["score"] == 0.663541
+    assert (record["blood_pressure"][0]["systolic"], record["blood_pressure"][0]["diastolic"]) == (
+        108.058,
+        79.9302,
+    )
 
 
 def test_a_death_after_the_screening_date_does_not_stop_screening(screener: Screener) -> None:
