@@ -108,15 +108,25 @@ class LineWriter:
     """Appends finished blocks of lines to the output with unbuffered writes."""
 
     def __init__(self, path: Path, append_at: int | None = None) -> None:
-        """Truncate ``path``, or with ``append_at`` cut it there and append after it."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append_at is not None else os.O_TRUNC)
+        """Truncate ``path``, or with ``append_at`` cut it there and append after it.
+
+        Both happen at the first write, or when the run ends without an error: a run that
+        fails before its first record leaves an existing output as it was."""
         self.path = path
-        self._fd = os.open(path, flags, 0o644)
-        if append_at is not None:
-            os.ftruncate(self._fd, append_at)
+        self._append_at = append_at
+        self._fd = -1
         self.lines = 0
 
+    def _open(self) -> None:
+        append = self._append_at is not None
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        self._fd = os.open(self.path, flags, 0o644)
+        if self._append_at is not None:
+            os.ftruncate(self._fd, self._append_at)
+
     def write(self, block: bytes, lines: int) -> None:
+        if self._fd < 0:
+            self._open()
         view = memoryview(block)
         while view:
             done = os.write(self._fd, view)
@@ -131,5 +141,7 @@ class LineWriter:
     def __enter__(self) -> LineWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None and self._fd < 0:
+            self._open()  # a run with nothing to write still leaves its (empty) output
         self.close()

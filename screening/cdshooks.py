@@ -249,6 +249,7 @@ def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request")
         treatments_known=not any(kind in unavailable for kind in TREATMENT_TYPES),
         medications_known=not any(kind in unavailable for kind in MEDICATION_TYPES),
         allergies_known="AllergyIntolerance" not in unavailable,
+        strict=False,
     )
     found = records[0]
     found.notes[:0] = request.notes
@@ -260,6 +261,9 @@ def screen_hook(
 ) -> Decision | NotScreened | RecordError:
     """Screen the patient of a hook request from what it (and any fetch) provided."""
     found = hook_record(request, screener.ruleset, source)
+    failed = found.failure()
+    if failed is not None:
+        return failed
     try:
         return screener.screen_fhir_record(found.record, as_of, found.notes)
     except (NotScreened, RecordError) as error:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import FieldProblem, InputError, RecordError
 from .fhir_assemble import assemble, native
 from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
 from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, objects, terms_for
@@ -47,6 +47,18 @@ class FhirRecord:
     notes: list[str] = field(default_factory=list)
     error: InputError | None = None
     """Set (only when reading leniently) for a patient with a malformed resource: not screened."""
+
+    def failure(self) -> RecordError | None:
+        """The error as this patient's RecordError, naming the resource and the field."""
+        if self.error is None:
+            return None
+        where = ":".join(p for p in (self.error.source, self.error.position) if p)
+        message = str(self.error).removeprefix(f"{where}: ")
+        record_id = self.record.get("id")
+        problem = FieldProblem(self.error.position or "resource", "invalid_fhir", message)
+        failed = RecordError(record_id if isinstance(record_id, str) else None, [problem])
+        failed.source = self.error.source
+        return failed
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from screening import Screener
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 AS_OF = "2026-11-22"
+
+# A long fuzz run: --hypothesis-profile=long, or HYPOTHESIS_PROFILE=long.
+settings.register_profile("long", max_examples=20000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

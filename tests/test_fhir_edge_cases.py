@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from screening import InputError, NotScreened, Screener
+from screening import InputError, NotScreened, RecordError, Screener
 from screening.batch_inputs import FhirRecord, ReadError, read_bulk, read_bundles
 from screening.decision import Decision
 from screening.fhir import bundle_records
@@ -223,8 +223,11 @@ def test_a_deceased_boolean_that_is_not_a_boolean_is_an_error(screener: Screener
     data = eligible()
     data["entry"][0]["resource"]["deceasedBoolean"] = "yes"
     with pytest.raises(InputError) as caught:
-        screener.screen_fhir(data, AS_OF, source="x.json")
+        bundle_records(data, screener.ruleset, source="x.json")
     assert caught.value.position == "entry[0].resource.deceasedBoolean"
+    [failed] = screener.screen_fhir(data, AS_OF, source="x.json")
+    assert isinstance(failed, RecordError)
+    assert [p.field for p in failed.problems] == ["entry[0].resource.deceasedBoolean"]
 
 
 # -- one bad resource fails only its patient -------------------------------------------------
