@@ -139,6 +139,22 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
     abatement = first_day(res, ("abatementDateTime", "abatementPeriod.end", "abatementPeriod.start"))
     out: list[Partial] = []
     if (
+        status == "active"
+        and abatement
+        and terms.pregnancy
+        and any(
+            terms.pregnancy.matches_diagnosis(c.code or "", c.system or "", c.display or code.text)
+            for c in usable
+        )
+    ):
+        # fhir-mapping.md, "Pregnancy": a pregnancy Condition that has abated does not count,
+        # whatever its clinicalStatus says. Other conditions keep theirs: a relapse or
+        # recurrence is recorded with the earlier abatement it follows.
+        status = "resolved"
+        out.append(
+            note(f"{source}: pregnancy with clinicalStatus {clinical} but abated on {abatement}; not current")
+        )
+    if (
         clinical is None
         and not abated
         and not any(terms.is_pain(c.code or "", c.system or "", c.display or code.text) for c in usable)
@@ -218,11 +234,13 @@ def _medication(
         end = first_day(res, ("effectivePeriod.end",))
     else:
         start, end = first_day(res, ("authoredOn",)), None
-    outcome = None
+    outcome, stopped_for = None, False
     if status != "active":
-        reasons = concepts(res, "statusReason") + concepts(res, "reasonCode")
-        outcome = terms.trial_outcome(reasons, _notes(res))
-    return [*out, _trial(f"drug:{code or name.lower()}", name, code, start, end, status, outcome, source)]
+        stop = concepts(res, "statusReason")
+        outcome = terms.trial_outcome(stop + concepts(res, "reasonCode"), _notes(res))
+        stopped_for = bool(stop)
+    key = f"drug:{code or name.lower()}"
+    return [*out, _trial(key, name, code, start, end, status, outcome, source, stopped_for)]
 
 
 def _trial(
@@ -234,10 +252,21 @@ def _trial(
     status: str,
     outcome: str | None,
     source: str,
+    stopped_for: bool = False,
 ) -> Partial:
+    """A treatment trial partial. ``stopped_for``: the resource records why the trial
+    ended (a statusReason, a procedure outcome), so an outcome the screener cannot read
+    from it (cost, course completed) is unknown, never inferred failed."""
     item = {"name": name, "code": code, "start": start, "end": end, "source": source}
     state = "ongoing" if status in ("active", "in-progress") else "past"
-    return {"k": "trial", "key": key, "item": item, "state": state, "outcome": outcome}
+    return {
+        "k": "trial",
+        "key": key,
+        "item": item,
+        "state": state,
+        "outcome": outcome,
+        "stopped_for": stopped_for,
+    }
 
 
 def _notes(res: Mapping[str, Any]) -> list[str]:
@@ -259,11 +288,13 @@ def _procedure(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
         return []
     start = first_day(res, ("performedPeriod.start", "performedDateTime"))
     end = first_day(res, ("performedPeriod.end",)) or start
-    outcome = None
+    outcome, stopped_for = None, False
     if status != "in-progress":
         reasons = [c for c in (concept(res, "outcome"),) if c] + concepts(res, "statusReason")
         outcome = terms.trial_outcome(reasons, _notes(res))
-    return [_trial(f"procedure:{snomed or name.lower()}", name, snomed, start, end, status, outcome, source)]
+        stopped_for = bool(reasons)
+    key = f"procedure:{snomed or name.lower()}"
+    return [_trial(key, name, snomed, start, end, status, outcome, source, stopped_for)]
 
 
 def _allergy(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:

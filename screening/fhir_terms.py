@@ -50,6 +50,7 @@ OBSERVATION_SETS = (
 )
 NONSPECIFIC_PAIN_SET = "chronic_pain_nonspecific"
 BREASTFEEDING_SET = "breastfeeding"
+PREGNANCY_SET = "pregnancy"
 # Failure is reported before success when a trial has several reasons.
 TRIAL_OUTCOME_ORDER = ("not_tolerated", "ineffective", "partial_response", "effective")
 _FULL_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
@@ -261,6 +262,7 @@ class FhirTerms:
             vs for vs in self.treatments if not vs.rxnorm
         ]
         self.breastfeeding = sets.get(BREASTFEEDING_SET)
+        self.pregnancy = sets.get(PREGNANCY_SET)
         self.diagnosis_sets = tuple(sets.values())
         self.outcomes = sorted(
             (vs for vs in sets.values() if vs.attributes.get("fhir_trial_outcome") in TRIAL_OUTCOME_ORDER),
