@@ -340,3 +340,21 @@ def test_the_patient_named_in_the_wrong_element_only_is_left_out(screener: Scree
     assert any(
         n.startswith("AllergyIntolerance/a1") and "has no patient" in n for n in decision.extra["input_notes"]
     )
+
+
+@pytest.mark.parametrize("link", [5, "next", {"relation": "next", "url": SERVER}, [5, None]])
+def test_a_fetched_search_with_a_malformed_link_is_read_without_a_next_page(
+    screener: Screener, link: Any
+) -> None:
+    prefetch, patient = eligible_prefetch()
+    conditions = [e["resource"] for e in prefetch.pop("conditions")["entry"]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Condition"):
+            return httpx.Response(200, json=_searchset(conditions) | {"link": link})
+        return httpx.Response(404)
+
+    response = _fetching_app(screener, handler).post(SERVICE, json=_fetch_request(prefetch, patient))
+    assert response.status_code == 200, response.text
+    [card] = check_cards(response.json())
+    assert card["indicator"] == "info" and "criteria met" in card["summary"]
