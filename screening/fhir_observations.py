@@ -12,6 +12,8 @@ observation value sets (``bp_panel``, ``systolic_bp``, ... ``body_weight``):
 * ALT and AST with the reference range's ``high`` as the upper limit of normal;
 * pregnancy status from its SNOMED CT answer, body weight converted to kg.
 
+Every value goes through :func:`measured`: read as recorded (never rounded), converted
+where its unit is known (:data:`UNITS`), and otherwise left out with a note.
 The date is the effective date (a period's end), else the ``issued`` date.
 """
 

@@ -5,10 +5,13 @@
 sets (the ones the ``indication`` and ``treatment_classes`` facts use), and the sets of
 ``rules/valuesets/fhir.yaml`` (trial outcomes, answer codes). No code list lives here.
 
-The accessors (:func:`codings`, :func:`day`, :func:`field`, ...) read FHIR JSON leniently
-where FHIR allows absence and strictly where it fixes a type: a ``code`` that is a number
-or a ``coding`` that is not a list raises :class:`Malformed`, which the reader turns into
-an :class:`~screening.errors.InputError` naming the file and the position.
+The accessors (:func:`field`, :func:`string`, :func:`element`, :func:`objects`,
+:func:`concept`, :func:`day`, ...) are the only way the reader touches FHIR JSON. They read
+leniently where FHIR allows absence and strictly where it fixes a type: a ``status`` that
+is an object, a ``code`` that is a number or a ``coding`` that is not a list raises
+:class:`Malformed`, which the reader turns into an
+:class:`~screening.errors.InputError` naming the file and the position (and, reading a
+batch, the error of that patient alone).
 """
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def test_a_bulk_batch_fails_only_the_patient_and_writes_every_other(tmp_path: Pa
     assert len(lines) == len(patients) and result.failed == 1
     [error] = [line for line in lines if "error" in line]
     assert f"Patient/{victim}" in error["error"]["message"] and "status" in error["error"]["message"]
+    assert error["record_id"] == victim
     assert sum("decision" in line or "not_screened" in line for line in lines) == len(patients) - 1
 
 
@@ -120,8 +121,10 @@ def test_a_bundle_directory_batch_fails_only_the_patient(tmp_path: Path) -> None
     run_batch([folder], out, rules=RULES, as_of=AS_OF, workers=1)
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [line["decision"]["record_id"] for line in lines if "decision" in line] == ["p2"]
-    [error] = [line["error"] for line in lines if "error" in line]
-    assert error["message"].startswith("Patient/p1: ") and "entry[1].resource.status" in error["message"]
+    [error] = [line for line in lines if "error" in line]
+    assert error["record_id"] == "p1"
+    assert error["error"]["message"].startswith("Patient/p1: ")
+    assert "entry[1].resource.status" in error["error"]["message"]
 
 
 def test_a_batch_that_fails_before_its_first_record_leaves_the_old_output(tmp_path: Path) -> None:
