@@ -45,6 +45,8 @@ class ReadError(NamedTuple):
 
     code: str
     message: str
+    record_id: str | None = None
+    """The patient whose FHIR resource was malformed, when it is known."""
 
     def as_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message}
@@ -240,6 +242,8 @@ def _fhir_item(found: Any) -> Payload:
     if found.error is not None:
         patient = found.record.get("id")
         who = f"Patient/{patient}: " if patient else ""
-        return ReadError(found.error.code, f"{who}{found.error}")
+        return ReadError(
+            found.error.code, f"{who}{found.error}", patient if isinstance(patient, str) else None
+        )
     record = {**found.record, NOTES: found.notes} if found.notes else found.record
     return FhirRecord(orjson.dumps(record))

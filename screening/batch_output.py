@@ -140,12 +140,22 @@ class LineWriter:
     """Appends finished blocks of lines to the output with unbuffered writes."""
 
     def __init__(self, path: Path, append_at: int | None = None, mode: int = OUTPUT_MODE) -> None:
-        """Truncate ``path``, or with ``append_at`` cut it there and append after it."""
+        """Truncate ``path``, or with ``append_at`` cut it there and append after it.
+
+        Both happen at the first write, or when the run ends without an error: a run that
+        fails before its first record leaves an existing output as it was."""
         self.path = path
-        self._fd = open_output(path, mode, append_at)
+        self._append_at = append_at
+        self._mode = mode
+        self._fd = -1
         self.lines = 0
 
+    def _open(self) -> None:
+        self._fd = open_output(self.path, self._mode, self._append_at)
+
     def write(self, block: bytes, lines: int) -> None:
+        if self._fd < 0:
+            self._open()
         view = memoryview(block)
         while view:
             done = os.write(self._fd, view)
@@ -160,5 +170,7 @@ class LineWriter:
     def __enter__(self) -> LineWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None and self._fd < 0:
+            self._open()  # a run with nothing to write still leaves its (empty) output
         self.close()

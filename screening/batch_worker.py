@@ -119,6 +119,7 @@ def screen_result(
         del line["position"]
     try:
         if isinstance(payload, ReadError):
+            line["record_id"] = payload.record_id  # a FHIR patient with a malformed resource
             raise _Unreadable(payload.as_dict())
         if isinstance(payload, CsvRow):
             if len(payload.values) != len(payload.header):
@@ -187,7 +188,7 @@ def _json_bytes(payload: bytes | str) -> bytes | str:
 def payload_record_id(payload: Payload) -> str | None:
     """The record id an item's output line carries, as far as it can be read (``--resume``)."""
     if isinstance(payload, ReadError):
-        return None
+        return payload.record_id
     if isinstance(payload, CsvRow):
         for name, value in zip(payload.header, payload.values, strict=False):
             if name == "id":

@@ -53,6 +53,7 @@ PREFETCH_TYPES = {
     "allergies": "AllergyIntolerance",
 }
 SUMMARY_LIMIT = 139
+_PATIENT_ELEMENTS = ("subject", "patient")
 EFFECT_ORDER = ("indication", "require", "exclude", "review", "caution")
 INDICATOR = {
     Outcome.ineligible: "critical",
@@ -161,22 +162,73 @@ class HookRequest:
     def unavailable(self) -> list[str]:
         return [kind for kind in PREFETCH_TYPES.values() if kind not in self.provided or kind in self.failed]
 
-    def mismatch(self) -> str | None:
-        """Why the prefetch is not about ``context.patientId``, if it is not."""
+    def own(self) -> set[str]:
+        """The references that name ``context.patientId``: ``Patient/<id>``, ``urn:uuid:<id>``
+        and the ``fullUrl`` of its Patient entry."""
         own = {f"Patient/{self.patient_id}", f"urn:uuid:{self.patient_id}"}
-        patients = [e for e in self.entries if e.type == "Patient"]
-        for entry in patients:
-            if entry.resource.get("id") == self.patient_id:
+        for entry in self.entries:
+            if entry.type == "Patient" and entry.resource.get("id") == self.patient_id:
                 own |= keys_of(entry)
+        return own
+
+    def mismatch(self) -> str | None:
+        """Why the prefetch is not about ``context.patientId``, if it is not.
+
+        A resource about another patient refuses the whole request, also where it names
+        that patient in the wrong element (an Observation's ``patient``, an
+        AllergyIntolerance's ``subject``): the EHR sent the wrong chart."""
+        own = self.own()
+        patients = [e for e in self.entries if e.type == "Patient"]
         if patients and not any(e.resource.get("id") == self.patient_id for e in patients):
             return f"the prefetch Patient is {patients[0].label}, not Patient/{self.patient_id}"
         for entry in self.entries:
             key = PATIENT_REFERENCE.get(entry.type)
-            value = entry.resource.get(key) if key else None
-            ref = value.get("reference") if isinstance(value, Mapping) else None
-            if isinstance(ref, str) and ref_key(ref) not in own and ref not in own:
-                return f"{entry.label} is about {ref}, not Patient/{self.patient_id}"
+            if key is None:
+                continue
+            for element in (key, *(e for e in _PATIENT_ELEMENTS if e != key)):
+                value = entry.resource.get(element)
+                ref = value.get("reference") if isinstance(value, Mapping) else None
+                if not isinstance(ref, str) or ref_key(ref) in own or ref in own:
+                    continue
+                if element == key:
+                    return f"{entry.label} is about {ref}, not Patient/{self.patient_id}"
+                if ref_key(ref).startswith("Patient/") or ref.startswith("urn:"):
+                    return f"{entry.label} is about {ref} (in its {element}), not Patient/{self.patient_id}"
         return None
+
+    def untied(self, entry: Entry, own: set[str]) -> str | None:
+        """Why a resource cannot be tied to ``context.patientId`` (None when it can).
+
+        It must name the patient in its own element (``subject``; ``patient`` for an
+        AllergyIntolerance) by a reference the request resolves: relative, the Patient
+        entry's fullUrl, or an absolute URL on the request's ``fhirServer``. An identifier
+        or a display alone, another server's URL or no reference at all could be another
+        patient's record, so the resource is left out rather than screened as this one's.
+        """
+        element = PATIENT_REFERENCE.get(entry.type)
+        if element is None:
+            return None
+        value = entry.resource.get(element)
+        if value is None:
+            return f"it has no {element}"
+        ref = value.get("reference") if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping) or (ref is not None and not isinstance(ref, str)):
+            return None  # malformed: the reader makes it the patient's error, naming the field
+        if ref is None:
+            only = next((part for part in ("identifier", "display") if value.get(part) is not None), None)
+            return (
+                f"its {element} has only {'an' if only == 'identifier' else 'a'} {only}"
+                if only
+                else (f"its {element} has no reference")
+            )
+        if ref in own:
+            return None
+        if "://" in ref:
+            base = (self.fhir_server or "").rstrip("/")
+            if base and ref.startswith(base + "/") and ref_key(ref) in own:
+                return None
+            return f"its {element} {ref[:200]} is not on the request's FHIR server"
+        return None if ref_key(ref) in own else f"its {element} is {ref[:200]}"
 
     def add(self, value: Any, position: str, kind: str | None, source: str) -> None:
         """Take one prefetch (or fetched) value: a Bundle, a resource, or null."""
@@ -238,20 +290,33 @@ def read_hook(data: Any, source: str = "request", any_hook: bool = False) -> Hoo
 
 
 def hook_record(request: HookRequest, ruleset: RuleSet, source: str = "request") -> FhirRecord:
-    """The patient's record from what the request (and any fetch) provided."""
-    unavailable = request.unavailable
+    """The patient's record from what the request (and any fetch) provided.
+
+    A resource that cannot be tied to the patient (:meth:`HookRequest.untied`) is left out
+    with a note, and its type is then not complete: a problem list without it is not
+    "no such condition"."""
+    own = request.own()
+    entries, notes, incomplete = [], [], set(request.unavailable)
+    for entry in request.entries:
+        why = request.untied(entry, own)
+        if why is None:
+            entries.append(entry)
+        else:
+            notes.append(f"{entry.label}: not tied to Patient/{request.patient_id} ({why}); not used")
+            incomplete.add(entry.type)
     records = read_entries(
-        request.entries,
+        entries,
         ruleset,
         source,
         patient_id=request.patient_id,
-        conditions_known="Condition" not in unavailable,
-        treatments_known=not any(kind in unavailable for kind in TREATMENT_TYPES),
-        medications_known=not any(kind in unavailable for kind in MEDICATION_TYPES),
-        allergies_known="AllergyIntolerance" not in unavailable,
+        conditions_known="Condition" not in incomplete,
+        treatments_known=not any(kind in incomplete for kind in TREATMENT_TYPES),
+        medications_known=not any(kind in incomplete for kind in MEDICATION_TYPES),
+        allergies_known="AllergyIntolerance" not in incomplete,
+        strict=False,
     )
     found = records[0]
-    found.notes[:0] = request.notes
+    found.notes[:0] = request.notes + notes
     return found
 
 
@@ -260,6 +325,9 @@ def screen_hook(
 ) -> Decision | NotScreened | RecordError:
     """Screen the patient of a hook request from what it (and any fetch) provided."""
     found = hook_record(request, screener.ruleset, source)
+    failed = found.failure()
+    if failed is not None:
+        return failed
     try:
         return screener.screen_fhir_record(found.record, as_of, found.notes)
     except (NotScreened, RecordError) as error:

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import FieldProblem, InputError, RecordError
 from .fhir_assemble import assemble, native
 from .fhir_map import PATIENT_REFERENCE, TREATMENT_TYPES, extract, patient_base
-from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, terms_for
+from .fhir_terms import Concept, FhirTerms, Malformed, Partial, concept, note, objects, terms_for
 from .ruleset import RuleSet
 
 _MAX_DEPTH = 4
@@ -47,6 +47,18 @@ class FhirRecord:
     notes: list[str] = field(default_factory=list)
     error: InputError | None = None
     """Set (only when reading leniently) for a patient with a malformed resource: not screened."""
+
+    def failure(self) -> RecordError | None:
+        """The error as this patient's RecordError, naming the resource and the field."""
+        if self.error is None:
+            return None
+        where = ":".join(p for p in (self.error.source, self.error.position) if p)
+        message = str(self.error).removeprefix(f"{where}: ")
+        record_id = self.record.get("id")
+        problem = FieldProblem(self.error.position or "resource", "invalid_fhir", message)
+        failed = RecordError(record_id if isinstance(record_id, str) else None, [problem])
+        failed.source = self.error.source
+        return failed
 
 
 @dataclass(frozen=True)
@@ -344,11 +356,7 @@ def lookup_medication(
         return None
     target: Any = None
     if ref.startswith("#"):
-        contained = resource.get("contained")
-        target = next(
-            (c for c in contained or () if isinstance(c, dict) and c.get("id") == ref[1:]),
-            None,
-        )
+        target = next((c for c, _ in objects(resource, "contained", "") if c.get("id") == ref[1:]), None)
     else:
         target = medications.get(ref) or medications.get(ref_key(ref))
     return concept(target, "code", "contained") if isinstance(target, dict) else None

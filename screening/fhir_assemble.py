@@ -220,7 +220,10 @@ def merge_trial(
         "outcome": outcome,
         "source": decisive["item"]["source"],
     }
-    if outcome == "unknown" and inferred_failure(trial, pain_scores, terms):
+    # The inference is for a trial that stopped with no reason recorded (fhir-mapping.md):
+    # one stopped for a reason that is not a failure (cost, course completed) stays unknown.
+    stated = any(m.get("stopped_for") for m in members)
+    if outcome == "unknown" and not stated and inferred_failure(trial, pain_scores, terms):
         trial.update(outcome="ineffective", inferred=True)
     return trial
 

@@ -103,7 +103,9 @@ def _next_page(body: Mapping[str, Any], base: str) -> str | None:
     """The ``next`` link of a searchset, if it stays on the same server."""
     if body.get("resourceType") != "Bundle":
         return None
-    for link in body.get("link") or ():
+    links = body.get("link")
+    # A server's answer is input too: a link that is not a list of objects is no next page.
+    for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             if isinstance(url, str) and (

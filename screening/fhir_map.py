@@ -32,6 +32,7 @@ from .fhir_terms import (
     note,
     objects,
     reference,
+    string,
 )
 
 MedicationLookup = Callable[[Mapping[str, Any], str | None], Concept | None]
@@ -67,14 +68,14 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
     """The demographic part of a record from a Patient resource, and notes."""
     base: Partial = {"id": record_id}
     notes = []
-    birth = field(resource, "birthDate", str, "")
+    birth = string(resource, "birthDate", "")
     if birth:
         full = day(birth, "birthDate")
         if full:
             base["birth_date"] = full
         else:
             notes.append(f"Patient/{record_id}: birth date {birth!r} is not a full date; not used")
-    gender = field(resource, "gender", str, "")
+    gender = string(resource, "gender", "")
     if gender in ("female", "male", "other"):
         base["sex"] = gender
     elif gender is None:
@@ -83,7 +84,7 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
             base["sex"] = sex
     if field(resource, "deceasedBoolean", bool, ""):
         base["deceased"] = True
-    died = field(resource, "deceasedDateTime", str, "")
+    died = string(resource, "deceasedDateTime", "")
     if died:
         base["deceased"] = True
         when = day(died, "deceasedDateTime")
@@ -97,11 +98,12 @@ def patient_base(resource: Mapping[str, Any], terms: FhirTerms, record_id: str) 
 def _individual_sex(resource: Mapping[str, Any], terms: FhirTerms) -> str | None:
     """Sex from the US Core individual-sex extension, for a Patient without gender."""
     for extension, where in objects(resource, "extension", ""):
-        url = field(extension, "url", str, where) or ""
+        url = string(extension, "url", where) or ""
         if not url.endswith("/us-core-individual-sex"):
             continue
-        if extension.get("valueCode") in ("female", "male", "other"):
-            return str(extension["valueCode"])
+        code = string(extension, "valueCode", where)
+        if code in ("female", "male", "other"):
+            return code
         value = field(extension, "valueCoding", dict, where)
         if value:
             found = terms.answer(terms.sex_answers, Concept((_coding(value, where),), None))
@@ -136,6 +138,22 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
     onset = first_day(res, ("onsetDateTime", "onsetPeriod.start", "recordedDate"))
     abatement = first_day(res, ("abatementDateTime", "abatementPeriod.end", "abatementPeriod.start"))
     out: list[Partial] = []
+    if (
+        status == "active"
+        and abatement
+        and terms.pregnancy
+        and any(
+            terms.pregnancy.matches_diagnosis(c.code or "", c.system or "", c.display or code.text)
+            for c in usable
+        )
+    ):
+        # fhir-mapping.md, "Pregnancy": a pregnancy Condition that has abated does not count,
+        # whatever its clinicalStatus says. Other conditions keep theirs: a relapse or
+        # recurrence is recorded with the earlier abatement it follows.
+        status = "resolved"
+        out.append(
+            note(f"{source}: pregnancy with clinicalStatus {clinical} but abated on {abatement}; not current")
+        )
     if (
         clinical is None
         and not abated
@@ -191,14 +209,15 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
 def _medication(
     res: Mapping[str, Any], terms: FhirTerms, source: str, lookup: MedicationLookup
 ) -> list[Partial]:
-    status = res.get("status")
+    status = string(res, "status", "")
     if status not in ("active", "completed", "stopped"):
         return []
     ref = reference(res, "medicationReference", "")
     drug = concept(res, "medicationCodeableConcept") or lookup(res, ref)
-    if drug is None and isinstance(res.get("medicationReference"), dict):
+    given = field(res, "medicationReference", dict, "")
+    if drug is None and given is not None:
         # The Medication is not in the input: its display, if any, still names the drug.
-        shown = field(res["medicationReference"], "display", str, "medicationReference")
+        shown = string(given, "display", "medicationReference")
         drug = Concept((), shown) if shown else None
     if drug is None or not drug.label:
         what = f"medication {ref} is not in the input" if ref else "medication without a code or name"
@@ -215,11 +234,13 @@ def _medication(
         end = first_day(res, ("effectivePeriod.end",))
     else:
         start, end = first_day(res, ("authoredOn",)), None
-    outcome = None
+    outcome, stopped_for = None, False
     if status != "active":
-        reasons = concepts(res, "statusReason") + concepts(res, "reasonCode")
-        outcome = terms.trial_outcome(reasons, _notes(res))
-    return [*out, _trial(f"drug:{code or name.lower()}", name, code, start, end, status, outcome, source)]
+        stop = concepts(res, "statusReason")
+        outcome = terms.trial_outcome(stop + concepts(res, "reasonCode"), _notes(res))
+        stopped_for = bool(stop)
+    key = f"drug:{code or name.lower()}"
+    return [*out, _trial(key, name, code, start, end, status, outcome, source, stopped_for)]
 
 
 def _trial(
@@ -231,10 +252,21 @@ def _trial(
     status: str,
     outcome: str | None,
     source: str,
+    stopped_for: bool = False,
 ) -> Partial:
+    """A treatment trial partial. ``stopped_for``: the resource records why the trial
+    ended (a statusReason, a procedure outcome), so an outcome the screener cannot read
+    from it (cost, course completed) is unknown, never inferred failed."""
     item = {"name": name, "code": code, "start": start, "end": end, "source": source}
     state = "ongoing" if status in ("active", "in-progress") else "past"
-    return {"k": "trial", "key": key, "item": item, "state": state, "outcome": outcome}
+    return {
+        "k": "trial",
+        "key": key,
+        "item": item,
+        "state": state,
+        "outcome": outcome,
+        "stopped_for": stopped_for,
+    }
 
 
 def _notes(res: Mapping[str, Any]) -> list[str]:
@@ -246,7 +278,7 @@ def _notes(res: Mapping[str, Any]) -> list[str]:
 
 
 def _procedure(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:
-    status = res.get("status")
+    status = string(res, "status", "")
     if status not in ("completed", "in-progress", "stopped"):
         return []
     code = concept(res, "code")
@@ -256,11 +288,13 @@ def _procedure(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
         return []
     start = first_day(res, ("performedPeriod.start", "performedDateTime"))
     end = first_day(res, ("performedPeriod.end",)) or start
-    outcome = None
+    outcome, stopped_for = None, False
     if status != "in-progress":
         reasons = [c for c in (concept(res, "outcome"),) if c] + concepts(res, "statusReason")
         outcome = terms.trial_outcome(reasons, _notes(res))
-    return [_trial(f"procedure:{snomed or name.lower()}", name, snomed, start, end, status, outcome, source)]
+        stopped_for = bool(reasons)
+    key = f"procedure:{snomed or name.lower()}"
+    return [_trial(key, name, snomed, start, end, status, outcome, source, stopped_for)]
 
 
 def _allergy(res: Mapping[str, Any], terms: FhirTerms, source: str, _: MedicationLookup) -> list[Partial]:

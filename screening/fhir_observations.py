@@ -12,22 +12,65 @@ observation value sets (``bp_panel``, ``systolic_bp``, ... ``body_weight``):
 * ALT and AST with the reference range's ``high`` as the upper limit of normal;
 * pregnancy status from its SNOMED CT answer, body weight converted to kg.
 
+Every value goes through :func:`measured`: read as recorded (never rounded), converted
+where its unit is known (:data:`UNITS`), and otherwise left out with a note.
 The date is the effective date (a period's end), else the ``issued`` date.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .fhir_terms import Concept, FhirTerms, Partial, concept, day, field, note, number, objects
+from .fhir_terms import (
+    Concept,
+    FhirTerms,
+    Malformed,
+    Partial,
+    concept,
+    day,
+    element,
+    field,
+    note,
+    number,
+    objects,
+    string,
+)
 from .valuesets import ValueSet
 
 VALID_OBSERVATION = frozenset({"final", "amended", "corrected"})
-_BP_UNITS = frozenset({"mm[Hg]", "mmHg", "mm Hg"})
-_WEIGHT_UNITS = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
+# 1 kPa in mmHg: UCUM defines mm[Hg] as 133.322 Pa (ucum-essence.xml, "133.3220 kPa/m"
+# of mercury column), so 1 kPa = 1000 / 133.322 mmHg = 7.50062 mmHg.
+KPA_TO_MMHG = 7.50062
+_SCORE = {"{score}": 1.0, "{Score}": 1.0, "{#}": 1.0, "1": 1.0, "score": 1.0}
+UNITS: dict[str, dict[str, float]] = {
+    # Each kind of value: the units it may be recorded in (UCUM codes, and the unit texts
+    # Synthea and the FHIR examples write), with the factor to the record's unit.
+    "blood pressure": {"mm[Hg]": 1.0, "mmHg": 1.0, "mm Hg": 1.0, "kPa": KPA_TO_MMHG},
+    "heart rate": {"/min": 1.0, "{beats}/min": 1.0, "{beat}/min": 1.0, "beats/min": 1.0, "bpm": 1.0},
+    "pain score": {"/10": 1.0, **_SCORE},
+    "PHQ-9 score": {"/27": 1.0, "/3": 1.0, **_SCORE},
+    "liver test": {"U/L": 1.0, "[IU]/L": 1.0, "IU/L": 1.0, "U/l": 1.0},
+    "body weight": {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237},
+}
+UNITLESS = frozenset({"blood pressure", "heart rate", "pain score", "PHQ-9 score"})
+"""Kinds whose value may be read without a unit. Scores have no other unit. A BP in kPa
+read as mmHg could never pass: every kPa systolic (under 40) is below the record model's
+floor of 40 mmHg, so the reading is refused, not misread. Heart rate is only ever given
+per minute. Not so for liver tests (U/L or ukat/L, a factor of 60 apart, both plausible
+numbers) or body weight (kg or lb), which without a unit are left out."""
+_KINDS = {
+    "systolic_bp": "blood pressure",
+    "diastolic_bp": "blood pressure",
+    "heart_rate": "heart rate",
+    "pain_severity": "pain score",
+    "phq9_total": "PHQ-9 score",
+    "phq9_item9": "PHQ-9 score",
+    "alt": "liver test",
+    "ast": "liver test",
+    "body_weight": "body weight",
+}
 
 
 def _effective(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -39,9 +82,7 @@ def _effective(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
         "effectivePeriod.start",
         "issued",
     ):
-        node: Any = res
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
+        node = element(res, path)
         found = day(node, path)
         if found:
             return found, instant(str(node))
@@ -61,24 +102,64 @@ def instant(value: str) -> str:
     return parsed.astimezone(UTC).isoformat()
 
 
-def _quantity(node: Mapping[str, Any], path: str) -> tuple[float | None, str | None]:
-    """A numeric value (valueQuantity, valueInteger, a numeric valueString) and its unit."""
+def measured(
+    node: Mapping[str, Any],
+    path: str,
+    kind: str,
+    source: str,
+    quantity: str = "valueQuantity",
+    assumed_unit: str | None = None,
+) -> tuple[float | None, str | None]:
+    """A value in the record's unit for its kind (a key of :data:`UNITS`), as recorded.
+
+    The value of an observation or component (valueQuantity, valueInteger, valueDecimal or
+    a numeric valueString), or the Quantity at ``quantity`` (a reference range's ``high``).
+    It is converted where its unit is known (kPa to mmHg, lb to kg) and never rounded:
+    thresholds compare what was recorded (criteria.md, "Values are compared as recorded").
+    Without a unit, ``assumed_unit`` is taken, else the value is read only for the kinds
+    of :data:`UNITLESS`. Returns the value, or None and a note saying why a value that is
+    there is not used (a unit the screener does not know, no unit where one is needed).
+    """
     if node.get("dataAbsentReason") is not None:
         return None, None
-    quantity = field(node, "valueQuantity", dict, path)
-    if quantity is not None:
-        where = f"{path}.valueQuantity" if path else "valueQuantity"
-        unit = field(quantity, "code", str, where) or field(quantity, "unit", str, where)
-        return number(quantity.get("value")), unit
-    for key in ("valueInteger", "valueDecimal", "valueString"):
-        if key in node:
-            return number(node[key]), None
-    return None, None
+    unit: str | None = None
+    value: float | None = None
+    found = field(node, quantity, dict, path)
+    if found is not None:
+        where = f"{path}.{quantity}" if path else quantity
+        value = _number(found, "value", where, (int, float))
+        # The UCUM code is the machine-readable unit; ``unit`` is display text, the fallback.
+        unit = string(found, "code", where) or string(found, "unit", where)
+    elif quantity == "valueQuantity":
+        for key, kinds in (("valueInteger", (int,)), ("valueDecimal", (int, float)), ("valueString", (str,))):
+            if node.get(key) is not None:
+                value = _number(node, key, path, kinds)
+                break
+    if value is None:
+        return None, None
+    unit = unit or assumed_unit
+    if unit is None:
+        if kind in UNITLESS:
+            return value, None
+        return None, f"{source}: {kind} {value:g} has no unit; not used"
+    factor = UNITS[kind].get(unit.strip())
+    if factor is None:
+        return None, f"{source}: {kind} {value:g} in {unit!r}, a unit the screener does not know; not used"
+    return value * factor, None
+
+
+def _number(node: Mapping[str, Any], key: str, path: str, kinds: tuple[type, ...]) -> float | None:
+    """A number element (a string only where ``kinds`` allows it: valueString "12")."""
+    raw = node.get(key)
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, kinds)):
+        where = f"{path}.{key}" if path else key
+        raise Malformed(where, "expected a string" if kinds == (str,) else "expected a number")
+    return number(raw)
 
 
 def observation(res: Mapping[str, Any], terms: FhirTerms, source: str, _: object = None) -> list[Partial]:
     """The partials of an Observation: BP, heart rate, pain, PHQ-9, ALT/AST, pregnancy, weight."""
-    if res.get("status") not in VALID_OBSERVATION:
+    if string(res, "status", "") not in VALID_OBSERVATION:
         return []
     codes = _loinc(concept(res, "code"))
     kind = next((name for name in terms.observations if any(terms.observation(name, c) for c in codes)), None)
@@ -95,42 +176,32 @@ def observation(res: Mapping[str, Any], terms: FhirTerms, source: str, _: object
         return [note(f"{source}: {kind.replace('_', ' ')} observation has no full date; not used")]
     if kind == "bp_panel":
         return _bp_panel(components, terms, when, source)
-    value, unit = _quantity(res, "")
+    if kind == "pregnancy_status":
+        answer = terms.answer(terms.pregnancy_answers, concept(res, "valueCodeableConcept"))
+        if answer is None:
+            return []
+        return [{"k": "pregnancy", "item": {"status": answer, "date": when, "source": source}}]
+    value, why = measured(res, "", _KINDS[kind], source)
+    if why is not None:
+        return [note(why)]
     if kind in ("systolic_bp", "diastolic_bp"):
         if value is None:
             return []
-        if unit and unit not in _BP_UNITS:
-            return [note(f"{source}: blood pressure in {unit!r}, not mmHg; not used")]
         part = "systolic" if kind == "systolic_bp" else "diastolic"
         return [
-            {
-                "k": "bp_half",
-                "part": part,
-                "value": mmhg(value),
-                "time": raw_time,
-                "date": when,
-                "source": source,
-            }
+            {"k": "bp_half", "part": part, "value": value, "time": raw_time, "date": when, "source": source}
         ]
     if kind in ("pain_severity", "phq9_item9", "phq9_total"):
         if value is None:
             value = terms.score(concept(res, "valueCodeableConcept"))
         return _score(kind, value, when, source)
-    if value is None and kind != "pregnancy_status":
+    if value is None:
         return []
     if kind == "heart_rate":
         return [{"k": "hr", "item": {"bpm": value, "date": when, "source": source}}]
     if kind == "body_weight":
-        factor = _WEIGHT_UNITS.get(unit or "kg")
-        if factor is None or value is None:
-            return [note(f"{source}: body weight in {unit!r}; not used")]
-        return [{"k": "weight", "value": round(value * factor, 1), "date": when, "source": source}]
-    if kind in ("alt", "ast"):
-        return [_lab(res, terms.observations[kind], codes, value, unit, when, source)]
-    answer = terms.answer(terms.pregnancy_answers, concept(res, "valueCodeableConcept"))
-    if answer is None:
-        return []
-    return [{"k": "pregnancy", "item": {"status": answer, "date": when, "source": source}}]
+        return [{"k": "weight", "value": value, "date": when, "source": source}]
+    return _lab(res, terms.observations[kind], codes, value, when, source)
 
 
 def _loinc(value: Concept | None) -> list[str]:
@@ -141,24 +212,22 @@ def _bp_panel(
     components: list[tuple[dict[str, Any], str]], terms: FhirTerms, when: str, source: str
 ) -> list[Partial]:
     values: dict[str, float] = {}
+    out: list[Partial] = []
     for component, where in components:
         codes = _loinc(concept(component, "code", where))
         for name, part in (("systolic_bp", "systolic"), ("diastolic_bp", "diastolic")):
             if any(terms.observation(name, c) for c in codes):
-                value, unit = _quantity(component, where)
-                if value is not None and (unit is None or unit in _BP_UNITS):
-                    values.setdefault(part, mmhg(value))
+                value, why = measured(component, where, "blood pressure", f"{source} {where}")
+                if why is not None:
+                    out.append(note(why))
+                if value is not None:
+                    values.setdefault(part, value)
     if not values:
-        return []
+        return out
     if len(values) < 2:
         # Half a reading is still the latest blood pressure: it must not let an older one decide.
-        return [{"k": "bp_incomplete", "known": values, "date": when, "source": source}]
-    return [{"k": "bp", "item": {**values, "date": when, "source": source}}]
-
-
-def mmhg(value: float) -> float:
-    """A blood pressure to whole mmHg, the precision it is measured to (Synthea gives 108.058)."""
-    return float(math.floor(value + 0.5))
+        return [*out, {"k": "bp_incomplete", "known": values, "date": when, "source": source}]
+    return [*out, {"k": "bp", "item": {**values, "date": when, "source": source}}]
 
 
 def _component_scores(
@@ -168,7 +237,9 @@ def _component_scores(
     for kind in ("phq9_item9", "phq9_total"):
         if any(terms.observation(kind, c) for c in codes):
             when, _ = _effective(res)
-            value, _unit = _quantity(component, where)
+            value, why = measured(component, where, _KINDS[kind], f"{source} {where}")
+            if why is not None:
+                return [note(why)]
             if value is None:
                 value = terms.score(concept(component, "valueCodeableConcept", where))
             return _score(kind, value, when, source) if when else []
@@ -179,9 +250,7 @@ def _score(kind: str, value: float | None, when: str, source: str) -> list[Parti
     if value is None:
         return []
     if kind == "pain_severity":
-        # To one decimal, the precision of a 0-10 scale (Synthea gives 0.663541).
-        score = math.floor(value * 10 + 0.5) / 10
-        return [{"k": "pain", "item": {"score": score, "date": when, "source": source}}]
+        return [{"k": "pain", "item": {"score": value, "date": when, "source": source}}]
     if value != int(value):
         return [note(f"{source}: PHQ-9 score {value:g} is not a whole number; not used")]
     key = "item9" if kind == "phq9_item9" else "total"
@@ -192,25 +261,28 @@ def _lab(
     res: Mapping[str, Any],
     vs: ValueSet,
     codes: list[str],
-    value: float | None,
-    unit: str | None,
+    value: float,
     when: str,
     source: str,
-) -> Partial:
+) -> list[Partial]:
+    out: list[Partial] = []
     upper = None
     for ranges, where in objects(res, "referenceRange", ""):
-        high = field(ranges, "high", dict, where)
-        if high is not None:
-            upper = number(high.get("value"))
+        if field(ranges, "high", dict, where) is not None:
+            # A range is given in the unit of the value it qualifies: without a unit of its
+            # own, that is U/L (every liver-test unit read here is U/L).
+            upper, why = measured(ranges, where, "liver test", source, "high", assumed_unit="U/L")
+            if why is not None:
+                out.append(note(why.replace("liver test", "upper limit of normal", 1)))
             break
     code = next((c for c in codes if vs.matches_lab(c, None)), None)
     item = {
         "test": vs.attributes.get("label") or vs.id.upper(),
         "code": code,
         "value": value,
-        "unit": unit,
+        "unit": "U/L",
         "upper_limit": upper,
         "date": when,
         "source": source,
     }
-    return {"k": "lab", "item": item}
+    return [*out, {"k": "lab", "item": item}]

@@ -5,14 +5,18 @@
 sets (the ones the ``primary_pain_condition`` and ``treatment_classes`` aggregates use), and the sets of
 ``rules/valuesets/fhir.yaml`` (trial outcomes, answer codes). No code list lives here.
 
-The accessors (:func:`codings`, :func:`day`, :func:`field`, ...) read FHIR JSON leniently
-where FHIR allows absence and strictly where it fixes a type: a ``code`` that is a number
-or a ``coding`` that is not a list raises :class:`Malformed`, which the reader turns into
-an :class:`~screening.errors.InputError` naming the file and the position.
+The accessors (:func:`field`, :func:`string`, :func:`element`, :func:`objects`,
+:func:`concept`, :func:`day`, ...) are the only way the reader touches FHIR JSON. They read
+leniently where FHIR allows absence and strictly where it fixes a type: a ``status`` that
+is an object, a ``code`` that is a number or a ``coding`` that is not a list raises
+:class:`Malformed`, which the reader turns into an
+:class:`~screening.errors.InputError` naming the file and the position (and, reading a
+batch, the error of that patient alone).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +53,7 @@ OBSERVATION_SETS = (
 )
 NONSPECIFIC_PAIN_SET = "chronic_pain_nonspecific"
 BREASTFEEDING_SET = "breastfeeding"
+PREGNANCY_SET = "pregnancy"
 # Failure is reported before success when a trial has several reasons.
 TRIAL_OUTCOME_ORDER = ("not_tolerated", "ineffective", "partial_response", "effective")
 _FULL_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
@@ -114,7 +119,26 @@ def field(node: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path
     return value
 
 
-_JSON_NAMES = {"dict": "an object", "list": "an array", "str": "a string"}
+_JSON_NAMES = {"dict": "an object", "list": "an array", "str": "a string", "bool": "a boolean"}
+
+
+def string(node: Mapping[str, Any], key: str, path: str) -> str | None:
+    """A string element (a code such as ``status``, an id, a uri); None if absent."""
+    value: str | None = field(node, key, str, path)
+    return value
+
+
+def element(node: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (``effectivePeriod.end``), None where a step is absent.
+
+    A step that is present but not an object raises :class:`Malformed`: a string where a
+    Period belongs is a broken resource, not a missing date."""
+    parts = dotted.split(".")
+    for index, part in enumerate(parts[:-1]):
+        node = field(node, part, dict, ".".join(parts[:index]))
+        if node is None:
+            return None
+    return node.get(parts[-1])
 
 
 def _join(path: str, key: str) -> str:
@@ -184,10 +208,7 @@ def day(value: Any, path: str) -> str | None:
 def first_day(res: Mapping[str, Any], paths: tuple[str, ...]) -> str | None:
     """The first full date found at the dotted paths (e.g. ``onsetPeriod.start``)."""
     for path in paths:
-        node: Any = res
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        found = day(node, path)
+        found = day(element(res, path), path)
         if found:
             return found
     return None
@@ -200,17 +221,20 @@ def reference(node: Mapping[str, Any], key: str, path: str) -> str | None:
 
 
 def number(value: Any) -> float | None:
-    """A JSON number, or a decimal carried as a string (US Core's valueString "12")."""
+    """A finite JSON number, or a decimal carried as a string (US Core's valueString "12")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        found = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            found = float(value.strip())
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    # "NaN" and "1e999" parse as floats but are no measurement.
+    return found if math.isfinite(found) else None
 
 
 class FhirTerms:
@@ -241,6 +265,7 @@ class FhirTerms:
             vs for vs in self.treatments if not vs.rxnorm
         ]
         self.breastfeeding = sets.get(BREASTFEEDING_SET)
+        self.pregnancy = sets.get(PREGNANCY_SET)
         self.diagnosis_sets = tuple(sets.values())
         self.outcomes = sorted(
             (vs for vs in sets.values() if vs.attributes.get("fhir_trial_outcome") in TRIAL_OUTCOME_ORDER),

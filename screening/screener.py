@@ -107,16 +107,29 @@ class Screener:
     ) -> list[Decision | NotScreened | RecordError]:
         """Screen each Patient of a FHIR Bundle (or resource): its decision, or why there is none.
 
-        Raises InputError when the input is not readable FHIR or holds no Patient.
+        A malformed resource fails only its own patient: that patient's result is a
+        RecordError naming the resource and the field (one whose patient cannot be told is
+        a RecordError of its own). Raises InputError when the input is not readable FHIR
+        or holds no Patient.
         """
         from .fhir import read_bundle
 
         day = parse_as_of(as_of)
-        found = read_bundle(data, self.ruleset, source)
-        if not found:
-            raise InputError("the FHIR input holds no Patient resource", source)
+        found = read_bundle(data, self.ruleset, source, strict=False)
+        if not any(item.record for item in found):
+            # Only unreadable entries: the input is not readable FHIR, not a patient's bad record.
+            unreadable = [item.error for item in found if item.error is not None]
+            raise (
+                unreadable[0]
+                if unreadable
+                else InputError("the FHIR input holds no Patient resource", source)
+            )
         out: list[Decision | NotScreened | RecordError] = []
         for item in found:
+            failed = item.failure()
+            if failed is not None:
+                out.append(failed)
+                continue
             try:
                 out.append(self.screen_fhir_record(item.record, day, item.notes))
             except (NotScreened, RecordError) as error:

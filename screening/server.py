@@ -465,6 +465,10 @@ def _read_hook(body: bytes) -> cdshooks.HookRequest:
 def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScreened:
     if is_fhir(data):
         results = screener.screen_fhir(data, as_of, source="request body")
+        # A malformed resource is answered as the invalid record it makes, whatever else the body holds.
+        failed = next((r for r in results if isinstance(r, RecordError)), None)
+        if failed is not None:
+            raise failed
         if len(results) != 1:
             raise ApiError(
                 422, "multiple_patients", f"the FHIR input holds {len(results)} patients; use /screen/batch"

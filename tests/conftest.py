@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from screening import Screener
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 AS_OF = "2026-11-22"
+
+# A long fuzz run: --hypothesis-profile=long, or HYPOTHESIS_PROFILE=long.
+settings.register_profile("long", max_examples=20000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

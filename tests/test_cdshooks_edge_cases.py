@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from screening import Screener
+from screening import Screener, cdshooks
 from screening.cdshooks import SUMMARY_LIMIT, _clip
 from screening.fhir_fetch import FhirFetcher
 from screening.server import create_app
@@ -247,3 +247,114 @@ def test_openapi_documents_errors_answers_and_bodies(client: TestClient) -> None
     batch = spec["paths"]["/screen/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert batch["oneOf"][0]["type"] == "array"
     assert "DecisionBody" in json.dumps(spec["paths"]["/screen"]["post"]["responses"]["200"])
+
+
+# -- resources that cannot be tied to the context patient ----------------------------------
+
+
+def _with_schizophrenia(
+    subject: dict[str, Any] | None, element: str = "subject"
+) -> tuple[dict[str, Any], str]:
+    """The eligible prefetch with an active F20.0 Condition naming its patient as given."""
+    prefetch, patient = eligible_prefetch()
+    theirs = {
+        "resourceType": "Condition",
+        "id": "theirs",
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F20.0"}]},
+        "onsetDateTime": "2020-01-01",
+    }
+    if subject is not None:
+        theirs[element] = subject
+    prefetch["conditions"]["entry"].append({"resource": theirs})
+    return prefetch, patient
+
+
+def _screened(screener: Screener, request: dict[str, Any]) -> Any:
+    hook = cdshooks.read_hook(request)
+    assert hook.mismatch() is None
+    return cdshooks.screen_hook(screener, hook, AS_OF)
+
+
+@pytest.mark.parametrize(
+    ("subject", "why"),
+    [
+        (
+            {"reference": "https://other.example/fhir/Patient/{patient}"},
+            "is not on the request's FHIR server",
+        ),
+        ({"identifier": {"system": "urn:mrn", "value": "123"}}, "has only an identifier"),
+        ({"display": "J. Doe"}, "has only a display"),
+        (None, "has no subject"),
+    ],
+)
+def test_a_resource_not_tied_to_the_patient_is_left_out_and_said_so(
+    screener: Screener, client: TestClient, subject: dict[str, Any] | None, why: str
+) -> None:
+    prefetch, patient = _with_schizophrenia(None)
+    if subject is not None:
+        subject = json.loads(json.dumps(subject).replace("{patient}", patient))
+        prefetch["conditions"]["entry"][-1]["resource"]["subject"] = subject
+    decision = _screened(screener, hook_request(prefetch, patient))
+    assert decision.criterion("EXC-PSYCHOSIS").status != "met"
+    notes = [n for n in decision.extra["input_notes"] if n.startswith("Condition/theirs")]
+    assert notes and why in notes[0] and f"not tied to Patient/{patient}" in notes[0]
+    # The problem list is then not complete: no psychiatric history is "not known", not "none".
+    assert decision.criterion("EXC-PSYCHOSIS").status == "unknown"
+    cards = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert "Condition/theirs" in cards[0]["detail"] and "not tied" in cards[0]["detail"]
+
+
+def test_an_absolute_reference_on_the_request_s_own_server_is_the_patient(screener: Screener) -> None:
+    prefetch, patient = _with_schizophrenia(None)
+    prefetch["conditions"]["entry"][-1]["resource"]["subject"] = {"reference": f"{SERVER}/Patient/{patient}"}
+    decision = _screened(screener, hook_request(prefetch, patient, fhirServer=SERVER + "/"))
+    assert decision.criterion("EXC-PSYCHOSIS").status == "met"
+
+
+def test_another_patient_named_in_the_wrong_element_refuses_the_request(client: TestClient) -> None:
+    prefetch, patient = _with_schizophrenia({"reference": "Patient/someone-else"}, element="patient")
+    [card] = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert "does not match" in card["summary"] and "Condition/theirs" in card["detail"]
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "subject": {"reference": "Patient/someone-else"},
+    }
+    prefetch, patient = eligible_prefetch()
+    prefetch["allergies"]["entry"].append({"resource": allergy | {"code": {"text": "ketamine"}}})
+    [card] = check_cards(client.post(SERVICE, json=hook_request(prefetch, patient)).json())
+    assert "does not match" in card["summary"] and "AllergyIntolerance/a1" in card["detail"]
+
+
+def test_the_patient_named_in_the_wrong_element_only_is_left_out(screener: Screener) -> None:
+    prefetch, patient = eligible_prefetch()
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+    prefetch["allergies"]["entry"].append({"resource": allergy | {"code": {"text": "ketamine"}}})
+    decision = _screened(screener, hook_request(prefetch, patient))
+    assert decision.criterion("EXC-HYPERSENSITIVITY").status == "unknown"
+    assert any(
+        n.startswith("AllergyIntolerance/a1") and "has no patient" in n for n in decision.extra["input_notes"]
+    )
+
+
+@pytest.mark.parametrize("link", [5, "next", {"relation": "next", "url": SERVER}, [5, None]])
+def test_a_fetched_search_with_a_malformed_link_is_read_without_a_next_page(
+    screener: Screener, link: Any
+) -> None:
+    prefetch, patient = eligible_prefetch()
+    conditions = [e["resource"] for e in prefetch.pop("conditions")["entry"]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Condition"):
+            return httpx.Response(200, json=_searchset(conditions) | {"link": link})
+        return httpx.Response(404)
+
+    response = _fetching_app(screener, handler).post(SERVICE, json=_fetch_request(prefetch, patient))
+    assert response.status_code == 200, response.text
+    [card] = check_cards(response.json())
+    assert card["indicator"] == "info" and "criteria met" in card["summary"]

@@ -396,10 +396,10 @@ def test_uncoded_condition_is_noted(screener: Screener) -> None:
 
 @pytest.mark.parametrize("code", ["85354-9", "55284-4"])
 def test_blood_pressure_panels(screener: Screener, code: str) -> None:
-    # Read to whole mmHg, the precision BP is measured to (Synthea gives 129.7397...).
+    # Read as recorded, never rounded (Synthea gives 129.7397...).
     record = one(bundle(bp_panel(129.73979437732424, 81.2, "2026-11-01T10:00:00+01:00", code)), screener)
     assert record["blood_pressure"] == [
-        {"systolic": 130, "diastolic": 81, "date": "2026-11-01", "source": "Observation/r0"}
+        {"systolic": 129.73979437732424, "diastolic": 81.2, "date": "2026-11-01", "source": "Observation/r0"}
     ]
 
 
@@ -459,7 +459,7 @@ def test_phq9_item9_labs_pregnancy_weight(screener: Screener) -> None:
     [alt] = record["labs"]
     assert (alt["test"], alt["value"], alt["upper_limit"], alt["code"]) == ("ALT", 130, 41, "1742-6")
     assert record["pregnancy_status"][0]["status"] == "not_pregnant"
-    assert record["weight_kg"] == pytest.approx(79.8)
+    assert record["weight_kg"] == pytest.approx(176 * 0.45359237)
     assert record["heart_rate"][0]["bpm"] == 72
 
 

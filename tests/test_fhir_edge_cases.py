@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from screening import InputError, NotScreened, Screener
+from screening import InputError, NotScreened, RecordError, Screener
 from screening.batch_inputs import FhirRecord, ReadError, read_bulk, read_bundles
 from screening.decision import Decision
 from screening.fhir import bundle_records
@@ -194,7 +194,7 @@ def test_negated_reasons_are_no_failure(screener: Screener, reason: str, outcome
     assert trial["outcome"] == outcome
 
 
-def test_measurements_are_read_to_their_precision(screener: Screener) -> None:
+def test_measurements_are_read_as_recorded(screener: Screener) -> None:
     record = bundle_records(
         bundle(
             observation("72514-3", **quantity(0.663541)),
@@ -203,8 +203,11 @@ def test_measurements_are_read_to_their_precision(screener: Screener) -> None:
         ),
         screener.ruleset,
     )[0]
-    assert record["pain_scores"][0]["score"] == 0.7
-    assert (record["blood_pressure"][0]["systolic"], record["blood_pressure"][0]["diastolic"]) == (108, 80)
+    assert record["pain_scores"][0]["score"] == 0.663541
+    assert (record["blood_pressure"][0]["systolic"], record["blood_pressure"][0]["diastolic"]) == (
+        108.058,
+        79.9302,
+    )
 
 
 def test_a_death_after_the_screening_date_does_not_stop_screening(screener: Screener) -> None:
@@ -220,8 +223,11 @@ def test_a_deceased_boolean_that_is_not_a_boolean_is_an_error(screener: Screener
     data = eligible()
     data["entry"][0]["resource"]["deceasedBoolean"] = "yes"
     with pytest.raises(InputError) as caught:
-        screener.screen_fhir(data, AS_OF, source="x.json")
+        bundle_records(data, screener.ruleset, source="x.json")
     assert caught.value.position == "entry[0].resource.deceasedBoolean"
+    [failed] = screener.screen_fhir(data, AS_OF, source="x.json")
+    assert isinstance(failed, RecordError)
+    assert [p.field for p in failed.problems] == ["entry[0].resource.deceasedBoolean"]
 
 
 # -- one bad resource fails only its patient -------------------------------------------------
