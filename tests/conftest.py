@@ -3,8 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from screening import Screener
+
+# `pytest --hypothesis-profile=long` runs the property tests far longer than CI does.
+settings.register_profile("long", max_examples=20_000, deadline=None)
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
