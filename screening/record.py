@@ -30,6 +30,7 @@ whole, and an error lists at most :data:`~screening.errors.MAX_PROBLEMS` problem
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
@@ -115,21 +116,18 @@ FAILED_OUTCOMES = frozenset(
 )
 
 
-ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
 def _iso_date(value: object) -> object:
     """A ``YYYY-MM-DD`` string or a date, as a date: not a number (pydantic would read
     20200101 as seconds since 1970), not a date and time (which day, where?)."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and ISO_DATE.match(value):
-        try:
+    if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        try:  # with that shape, fromisoformat takes only YYYY-MM-DD in ASCII digits
             return date.fromisoformat(value)
         except ValueError:
             raise PydanticCustomError(
                 "bad_date", "{shown} is not a real date", {"shown": shown(value)}
             ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
     raise PydanticCustomError(
         "bad_date", "must be a date as YYYY-MM-DD, not {shown}", {"shown": shown(value)}
     )
@@ -152,22 +150,6 @@ Day = Annotated[IsoDate, AfterValidator(_not_after_screening)]
 
 class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_more_keys_than_fields(cls, data: Any) -> Any:
-        # With more keys than fields some are unknown, each would get its own error: a
-        # million unknown keys cost seconds. One error for the object, naming a few.
-        if isinstance(data, dict) and len(data) > len(cls.model_fields):
-            unknown = [key for key in data if key not in cls.model_fields]
-            names = ", ".join(_quoted(key) for key in unknown[:3])
-            more = f" and {len(unknown) - 3:,} more" if len(unknown) > 3 else ""
-            raise PydanticCustomError(
-                "unknown_fields",
-                "has {count} unknown fields: {names}{more}",
-                {"count": f"{len(unknown):,}", "names": names, "more": more},
-            )
-        return data
 
 
 def _items(**kwargs: Any) -> Any:
@@ -410,10 +392,60 @@ def parse_record(data: Any, as_of: date) -> Record:
         if not isinstance(data, dict):
             raise not_a_record(data)
     context = {"as_of": as_of}
+    if isinstance(data, dict) and (crowded := _crowded(data)):
+        raise RecordError(_record_id_of(data), crowded)
     try:
         return Record.model_validate(data, context=context)
     except ValidationError as error:
         raise _record_error(_record_id_of(data), error, data, context) from None
+
+
+def _crowded(data: dict[str, Any]) -> list[FieldProblem]:
+    """The record, or items of its lists, with more keys than their model has fields.
+
+    Some of those keys are unknown, and pydantic would build an error for each: a million
+    unknown keys would cost seconds. Checked here, before pydantic, in one pass over the
+    lists; a list over MAX_LIST_ITEMS is left to pydantic, which refuses it whole.
+    """
+    found = []
+    for path, value, fields in _objects(data):
+        if len(value) > len(fields):
+            unknown = [key for key in value if key not in fields]
+            names = ", ".join(_quoted(key) for key in unknown[:3])
+            more = f" and {len(unknown) - 3:,} more" if len(unknown) > 3 else ""
+            found.append(
+                FieldProblem(path, "unknown_fields", f"has {len(unknown):,} unknown fields: {names}{more}")
+            )
+    return found
+
+
+def _objects(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], frozenset[str]]]:
+    """The record and the items of its lists, each with its path and its model's fields."""
+    yield "(record)", data, _RECORD_FIELDS
+    for name, fields in _ITEM_FIELDS.items():
+        items = data.get(name)
+        if isinstance(items, list) and len(items) <= MAX_LIST_ITEMS:
+            for index, item in enumerate(items):
+                if isinstance(item, dict) and len(item) > len(fields):  # the path only then
+                    yield f"{name}[{index}]", item, fields
+
+
+def _item_model(annotation: Any) -> type[BaseModel] | None:
+    for inner in get_args(annotation):
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+        if (found := _item_model(inner)) is not None:
+            return found
+    return None
+
+
+_RECORD_FIELDS = frozenset(Record.model_fields)
+_ITEM_FIELDS = {
+    name: frozenset(model.model_fields)
+    for name, field in Record.model_fields.items()
+    if (model := _item_model(field.annotation)) is not None
+}
+"""Each list field of a record and the fields of its items."""
 
 
 def _record_error(
