@@ -94,7 +94,8 @@ def _typed(key: str, text: str) -> Any:
 def csv_record(row: CsvRow) -> tuple[dict[str, Any], dict[str, str]]:
     """A native record dict from a CSV row, and which column each record path came from.
 
-    Values stay strings: the record model converts and validates them, so a bad cell gets
+    Number and true/false cells are converted (:func:`_typed`); everything else, and a cell
+    that does not convert, stays text for the record model to validate, so a bad cell gets
     the same error as in JSON, and the column map names the cell.
     """
     cells = {name: value.strip() for name, value in zip(row.header, row.values, strict=True)}
