@@ -70,6 +70,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "nesting_500": lambda: deep_nesting(500),
     "every_list_10k": lambda: every_list_full(10_000),
     "unknown_keys_1m": lambda: unknown_keys(1_000_000),
+    "sources_1m": lambda: orjson.dumps({"id": "k", "sources": {f"k{i}": "x" for i in range(1_000_000)}}),
 }
 
 

@@ -420,8 +420,11 @@ def _crowded(data: dict[str, Any]) -> list[FieldProblem]:
 
 
 def _objects(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], frozenset[str]]]:
-    """The record and the items of its lists, each with its path and its model's fields."""
+    """The record, its sources and the items of its lists, each with its path and the keys
+    it may have (pydantic would check a million keys of ``sources`` before their count)."""
     yield "(record)", data, _RECORD_FIELDS
+    if isinstance(sources := data.get("sources"), dict) and len(sources) > len(_SOURCED_FIELDS):
+        yield "sources", sources, _SOURCED_FIELDS
     for name, fields in _ITEM_FIELDS.items():
         items = data.get(name)
         if isinstance(items, list) and len(items) <= MAX_LIST_ITEMS:
@@ -440,6 +443,7 @@ def _item_model(annotation: Any) -> type[BaseModel] | None:
 
 
 _RECORD_FIELDS = frozenset(Record.model_fields)
+_SOURCED_FIELDS = frozenset(get_args(SourcedField))
 _ITEM_FIELDS = {
     name: frozenset(model.model_fields)
     for name, field in Record.model_fields.items()

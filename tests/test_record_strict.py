@@ -399,6 +399,12 @@ def test_many_unknown_keys_are_one_problem() -> None:
     assert (
         str(caught.value.problems[0]) == "conditions[0]: has 50 unknown fields: 'x0', 'x1', 'x2' and 47 more"
     )
+    sources = {"birth_date": "Patient/1", **{f"s{i}": "x" for i in range(100_000)}}
+    with pytest.raises(RecordError) as caught:
+        parse_record({"id": "k", "sources": sources}, DAY)
+    assert [str(p) for p in caught.value.problems] == [
+        "sources: has 100,000 unknown fields: 's0', 's1', 's2' and 99,997 more"
+    ]
 
 
 def test_huge_values_are_not_echoed(screener: Screener) -> None:
