@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import get_args
 
 import orjson
 
@@ -58,6 +59,23 @@ def every_list_full(items: int) -> bytes:
     return orjson.dumps({"id": "k", **{name: [{}] * items for name in lists}})
 
 
+def late_problems(good: int, bad: int) -> bytes:
+    """Every list with ``good`` valid items, then ``bad`` empty ones: the problems come
+    after many items that are fine."""
+    valid = {"date": "2026-01-01", "code": "I10", "name": "x", "substance": "x", "test": "ALT", "value": 1}
+    valid |= {"score": 1, "systolic": 120, "diastolic": 80, "bpm": 70, "status": "pregnant"}
+    record: dict[str, object] = {"id": "k"}
+    for name, field in Record.model_fields.items():
+        if str(field.annotation).startswith("list"):
+            inner = get_args(field.annotation)[0]  # list[X], or list[X] | None
+            model = get_args(inner)[0] if get_args(inner) else get_args(field.annotation)[0]
+            item = {key: value for key, value in valid.items() if key in model.model_fields}
+            if name != "pregnancy_status":
+                item.pop("status", None)
+            record[name] = [item] * good + [{}] * bad
+    return orjson.dumps(record)
+
+
 def unknown_keys(count: int) -> bytes:
     return orjson.dumps({"id": "k", **{f"k{i}": 1 for i in range(count)}})
 
@@ -70,6 +88,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "nesting_500": lambda: deep_nesting(500),
     "every_list_10k": lambda: every_list_full(10_000),
     "unknown_keys_1m": lambda: unknown_keys(1_000_000),
+    "late_problems": lambda: late_problems(20, 9_980),
     "sources_1m": lambda: orjson.dumps({"id": "k", "sources": {f"k{i}": "x" for i in range(1_000_000)}}),
 }
 
