@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -386,6 +387,20 @@ def test_the_cap_counts_problems_that_come_after_many_good_items() -> None:
     assert caught.value.problems[0].field == "heart_rate[100].bpm"
 
 
+def test_the_cli_says_how_many_problems_there_were(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from screening.cli import main
+
+    path = tmp_path / "many.json"
+    path.write_bytes(orjson.dumps({"id": "i" * 500, "pain_scores": [{}] * 30}))
+    result = CliRunner().invoke(main, ["check", str(path), "--as-of", AS_OF])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1
+    assert lines[0] == f"error: {path}: invalid_record: record '{'i' * 79}…' has 61 invalid fields:"
+    assert len(lines) == 1 + MAX_PROBLEMS + 1 and lines[-1] == "  and 41 more"
+
+
 def test_many_unknown_keys_are_one_problem() -> None:
     record = {"id": "k", **{f"k{i}": 1 for i in range(200_000)}}
     with pytest.raises(RecordError) as caught:
@@ -574,6 +589,8 @@ def mistyped_records(draw: st.DrawFn) -> dict[str, Any]:
             for step in path[:-1]:
                 parent = parent[step]
             action = draw(st.sampled_from(["replace", "replace", "drop", "add"]))
+            if type(path[-1]) is not (str if isinstance(parent, dict) else int):
+                continue  # an earlier change made a list a dict or the reverse
             if action == "replace":
                 parent[path[-1]] = draw(JSON_VALUES)
             elif action == "drop" and isinstance(parent, dict):
