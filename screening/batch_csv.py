@@ -14,6 +14,7 @@ latest reading of each kind), for ``screening generate --format csv``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from .errors import FieldProblem, RecordError
@@ -66,12 +67,35 @@ CSV_COLUMNS: dict[str, str] = {
 
 _LISTS_WITH_UNKNOWN = ("treatments", "psychiatric_history", "substance_use_history")
 _SCALARS = ("birth_date", "age", "sex", "deceased", "weight_kg", "breastfeeding")
+# The record keys that hold numbers and flags: the model takes no text for them (strict at
+# the door), so a CSV cell, which is only text, is converted here first.
+_NUMBERS = frozenset(
+    {"age", "weight_kg", "duration_months", "score", "systolic", "diastolic", "item9", "total"}
+    | {"value", "upper_limit", "daily_dose_mg"}
+)
+_FLAGS = frozenset({"deceased", "breastfeeding"})
+_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+
+
+def _typed(key: str, text: str) -> Any:
+    """A cell as the record model takes it: numbers as numbers, ``true``/``false`` as flags.
+
+    A cell that is neither stays text, so the model refuses it with the message JSON input
+    gets ("must be a number, not the text "high""), and the column map names the column.
+    """
+    if key in _FLAGS:
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if key in _NUMBERS and _DECIMAL.match(text):
+        number = float(text)
+        return int(number) if number.is_integer() else number  # 50.0 years is a whole number
+    return text
 
 
 def csv_record(row: CsvRow) -> tuple[dict[str, Any], dict[str, str]]:
     """A native record dict from a CSV row, and which column each record path came from.
 
-    Values stay strings: the record model converts and validates them, so a bad cell gets
+    Number and true/false cells are converted (:func:`_typed`); everything else, and a cell
+    that does not convert, stays text for the record model to validate, so a bad cell gets
     the same error as in JSON, and the column map names the cell.
     """
     cells = {name: value.strip() for name, value in zip(row.header, row.values, strict=True)}
@@ -80,11 +104,11 @@ def csv_record(row: CsvRow) -> tuple[dict[str, Any], dict[str, str]]:
     record_id = record["id"] or None
     for name in _SCALARS:
         if cells.get(name):
-            record[name] = cells[name]
+            record[name] = _typed(name, cells[name])
             columns[name] = name
 
     def group(field: str, parts: dict[str, str], required: tuple[str, ...], extra: dict[str, Any]) -> None:
-        given = {key: cells[column] for key, column in parts.items() if cells.get(column)}
+        given = {key: _typed(key, cells[column]) for key, column in parts.items() if cells.get(column)}
         if not given:
             return
         for key in required:
@@ -121,14 +145,14 @@ def csv_record(row: CsvRow) -> tuple[dict[str, Any], dict[str, str]]:
     )
     group("phq9", {"item9": "phq9_item9", "total": "phq9_total", "date": "phq9_date"}, ("date",), {})
 
-    labs: list[dict[str, str]] = []
+    labs: list[dict[str, Any]] = []
     for test in ("ALT", "AST"):  # matched to the rule set's value sets by test name
         column = test.lower()
         if cells.get(column):
-            lab = {"test": test, "value": cells[column], "unit": "U/L"}
+            lab = {"test": test, "value": _typed("value", cells[column]), "unit": "U/L"}
             lab["date"] = cells.get("liver_tests_date", "")
             if cells.get(f"{column}_upper_limit"):
-                lab["upper_limit"] = cells[f"{column}_upper_limit"]
+                lab["upper_limit"] = _typed("upper_limit", cells[f"{column}_upper_limit"])
             columns[f"labs[{len(labs)}]"] = f"{column}, liver_tests_date"
             columns[f"labs[{len(labs)}].value"] = column
             columns[f"labs[{len(labs)}].date"] = "liver_tests_date"
@@ -227,7 +251,7 @@ def _medication(part: str, field: str, problems: list[FieldProblem]) -> dict[str
     name, dose, code = pieces
     item: dict[str, Any] = {"name": name}
     if dose:
-        item["daily_dose_mg"] = dose
+        item["daily_dose_mg"] = _typed("daily_dose_mg", dose)
     if code:
         item["code"] = code
     return item

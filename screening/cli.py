@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import InputError, RecordError, RuleSetError, ScreeningError
+from .errors import InputError, RecordError, RuleSetError, ScreeningError, clip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,13 +41,16 @@ def reports_errors(func: F) -> F:
             sys.exit(1)
         except RecordError as error:
             where = f"{error.source}: " if error.source else ""
-            who = f"record {error.record_id!r}" if error.record_id else "the record"
-            count = len(error.problems)
+            who = f"record {clip(error.record_id, 80)!r}" if error.record_id else "the record"
+            count = len(error.problems) + error.more_problems
             click.echo(
-                f"error: {where}{error.code}: {who} has {count} invalid field{'s' * (count != 1)}:", err=True
+                f"error: {where}{error.code}: {who} has {count:,} invalid field{'s' * (count != 1)}:",
+                err=True,
             )
             for problem in error.problems:
                 click.echo(f"  {problem}", err=True)
+            if error.more_problems:  # the error lists only the first MAX_PROBLEMS
+                click.echo(f"  and {error.more_problems:,} more", err=True)
             sys.exit(1)
         except ScreeningError as error:
             click.echo(f"error: {error.code}: {error}", err=True)

@@ -22,6 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_PROBLEMS = 20
+"""A RecordError lists at most this many problems, then says how many more there were: a
+record with a million bad items must not give a million-line error."""
+
+
+def clip(text: str, limit: int) -> str:
+    """The text cut to ``limit`` characters, with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -49,7 +58,7 @@ class FieldProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.code}: {self.message}"
+        return f"{self.field}: {self.message}"
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "code": self.code, "message": self.message}
@@ -74,18 +83,22 @@ class RuleSetError(ScreeningError):
 
 
 class RecordError(ScreeningError):
-    """A patient record failed validation. Every invalid field is listed."""
+    """A patient record failed validation. The invalid fields are listed, the first
+    MAX_PROBLEMS of them; ``more_problems`` counts the rest."""
 
     code = "invalid_record"
 
     source: str | None = None
     """The file or input the record came from, when the caller knows it."""
 
-    def __init__(self, record_id: str | None, problems: list[FieldProblem]) -> None:
+    def __init__(self, record_id: str | None, problems: list[FieldProblem], more: int = 0) -> None:
         self.record_id = record_id
-        self.problems = problems
-        who = f"record {record_id!r}" if record_id else "record"
-        details = "; ".join(str(p) for p in problems)
+        self.problems = problems[:MAX_PROBLEMS]
+        self.more_problems = more + len(problems) - len(self.problems)
+        who = f"record {clip(record_id, 80)!r}" if record_id else "record"
+        details = "; ".join(str(p) for p in self.problems)
+        if self.more_problems:
+            details += f"; and {self.more_problems:,} more problem{'s' if self.more_problems != 1 else ''}"
         super().__init__(f"{who}: {details}")
 
     def as_dict(self) -> dict[str, object]:
@@ -94,6 +107,7 @@ class RecordError(ScreeningError):
             "record_id": self.record_id,
             "message": str(self),
             "problems": [p.as_dict() for p in self.problems],
+            "more_problems": self.more_problems,
         }
 
 

@@ -8,6 +8,9 @@ from hypothesis import settings
 
 from screening import Screener
 
+# `pytest --hypothesis-profile=long` runs the property tests far longer than CI does.
+settings.register_profile("long", max_examples=20_000, deadline=None)
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 AS_OF = "2026-11-22"

@@ -77,7 +77,7 @@ def test_one_line_per_input_line_in_order_with_errors_for_malformed_lines(
     assert bad_bp["problems"][0]["field"] == "blood_pressure[0].systolic"
     assert lines[1001]["error"]["problems"][0] == {
         "field": "favourite_colour",
-        "code": "extra_forbidden",
+        "code": "unknown_field",
         "message": "unknown field",
     }
     assert lines[1200]["not_screened"]["reason"] == "the patient is recorded as deceased"

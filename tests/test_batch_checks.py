@@ -174,6 +174,6 @@ def test_bom_csv_row_ids_and_long_values(tmp_path: Path) -> None:
     assert all("decision" in line for line in lines[:3])  # the BOM is not part of the first record
     error = lines[3]["error"]
     assert lines[3]["record_id"] == "big" and len(out.read_bytes().splitlines()[3]) < 2_000
-    assert "x" * 200 + "…" in error["message"] and "x" * 201 not in error["problems"][0]["message"]
+    assert "x" * 79 + "…" in error["message"] and "x" * 81 not in error["problems"][0]["message"]
     assert lines[5]["error"]["code"] == "invalid_csv_row"
     assert lines[5]["record_id"] == rows[2].split(",", 1)[0]
