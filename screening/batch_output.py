@@ -12,6 +12,7 @@ written in input order, the whole lines are exactly positions ``0 .. count-1``.
 from __future__ import annotations
 
 import os
+import sys
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,16 @@ class LineWriter:
         if append_at is not None:
             os.ftruncate(self._fd, append_at)
         self.lines = 0
+
+    @classmethod
+    def stdout(cls) -> LineWriter:
+        """A writer to standard output (``--out -``), on a copy of its descriptor."""
+        sys.stdout.flush()  # anything printed before goes first
+        writer = cls.__new__(cls)
+        writer.path = Path("-")
+        writer._fd = os.dup(sys.stdout.fileno())
+        writer.lines = 0
+        return writer
 
     def write(self, block: bytes, lines: int) -> None:
         view = memoryview(block)
