@@ -1,18 +1,41 @@
 # One task runner. `.ci/run` calls `make test`; the README documents `make demo` and `make test`.
-# The first interpreter that runs and is 3.11 or 3.12 (pyenv shims may exist but not run).
-PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
-	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' 2>/dev/null && echo $$p && break; \
-	done)
-VENV := .venv
+#
+# The interpreter: PYTHON if given (`make test PYTHON=python3.13`), else the first of python3,
+# python3.13, python3.12, python3.11 that runs and is 3.11 to 3.13. A name whose pyenv shim
+# does not run (that version is installed but not selected) is looked up in pyenv's versions.
+PYENV_VERSIONS := $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
+find_python = $(shell for p in $(1); do \
+	for c in $$p $$(ls -d $(PYENV_VERSIONS)/*/bin/$$p 2>/dev/null); do \
+	$$c -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' 2>/dev/null && echo $$c && exit; \
+	done; done)
+ifdef PYTHON
+PY := $(call find_python,$(PYTHON))
+else
+PY := $(call find_python,python3 python3.13 python3.12 python3.11)
+endif
+PY_VERSION := $(if $(PY),$(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
+# One venv per interpreter asked for: `make test PYTHON=python3.13` uses .venv-3.13 and leaves .venv alone.
+VENV ?= $(if $(PYTHON),.venv-$(PY_VERSION),.venv)
 BIN := $(VENV)/bin
+# durable-rules 2.0.28 is a source release that calls PyEval_CallObject, which Python 3.13
+# removed. Its setup.py overwrites CFLAGS but the compiler still reads CPPFLAGS, so this
+# define builds it on 3.13 (and changes nothing on 3.11 and 3.12, whose headers define the
+# name). --no-cache-dir: pip's wheel cache would otherwise reuse a wheel built without the
+# define (--no-binary does not bypass that cache). The pin is read from pyproject.toml.
+DURABLE := $(shell grep -o 'durable-rules==[0-9.]*' pyproject.toml)
+DURABLE_CPPFLAGS := -DPyEval_CallObject=PyObject_CallObject
 
 .PHONY: demo test lint install clean
 
 $(BIN)/screening: pyproject.toml
-	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is required (durable-rules does not import on 3.13)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PY)" || { echo "Python 3.11, 3.12 or 3.13 is required; $(or $(PYTHON),python3) is not one that runs"; exit 1; }
+	@test ! -x $(BIN)/python || $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_VERSION)".split("."))))' \
+		|| { echo "$(VENV) is not Python $(PY_VERSION): give another VENV=, or remove $(VENV)"; exit 1; }
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	CPPFLAGS="$(DURABLE_CPPFLAGS)" $(BIN)/pip install --quiet --no-cache-dir '$(DURABLE)'
 	$(BIN)/pip install --quiet -e '.[test,dask]'
+	$(BIN)/python -c 'import durable.lang'
 	@touch $@
 
 install: $(BIN)/screening
@@ -31,4 +54,4 @@ test: lint
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-* .pytest_cache .mypy_cache .ruff_cache

@@ -46,6 +46,7 @@ from .ruleset import RuleSet, load_ruleset
 from .screener import default_rules_dir, parse_as_of
 
 CHUNK_SIZE = 250
+STDOUT = "-"  # as the output: the lines go to standard output
 
 
 @dataclass
@@ -107,6 +108,7 @@ def run_batch(
     compact: bool = False,
     reports: Sequence[Path | str] | None = None,
     mode: int = OUTPUT_MODE,
+    force: bool = False,
 ) -> BatchResult:
     """Screen every record of ``inputs`` into the JSONL file ``out``. See the module docstring.
 
@@ -114,20 +116,32 @@ def run_batch(
     summary CSV): they are checked up front with the output, so that a bad path fails at
     once, not after the whole run. ``mode``: the output file's permissions (owner only).
 
+    ``out`` ``"-"`` writes the lines to standard output. An output file that already holds
+    lines is not overwritten unless ``force`` (or appended to, with ``resume``).
+
     Raises RuleSetError or InputError when the batch cannot start: every input (its
-    existence, format and CSV header) and every output path is checked before the output
-    file is opened, so a batch that cannot start leaves an existing output as it was.
-    Record problems never raise, they become error lines.
+    existence, format and CSV header), every output path and the rules are checked before
+    the output file is opened, so a batch that cannot start leaves an existing output as it
+    was, and so does one whose inputs hold no record at all. Record problems never raise,
+    they become error lines.
     """
     started = time.perf_counter()
     rules_dir = Path(rules) if rules else default_rules_dir()
     out = Path(out)
-    _check_writable(out, "output")
+    if str(out) == STDOUT:
+        if resume:
+            raise InputError("--resume appends to an output file; standard output ('-') cannot resume")
+    else:
+        _check_writable(out, "output")
     for report in reports or ():
         if Path(report).resolve() == out.resolve():
             raise InputError("the report would overwrite the output", str(report))
         _check_writable(Path(report), "report")
     formats = check_inputs(inputs, input_format, out)
+    if not (resume or force) and str(out) != STDOUT and out.is_file() and out.stat().st_size:
+        raise InputError(
+            "already holds results; pass --resume to finish it, or --force to overwrite it", str(out)
+        )
     written = _scan_output(out) if resume else Written()
     day = _screening_date(as_of, written, out)
     workers = max(1, workers or default_workers())
@@ -135,13 +149,14 @@ def run_batch(
         wanted = "with" if written.compact else "without"
         raise InputError(f"was written {wanted} --compact; resume {wanted} it", str(out))
     initargs = (str(rules_dir), str(params) if params else None, day.isoformat(), compact)
+    # The rules are checked here, once, before any worker starts: a broken rule set is one
+    # clear message, not a traceback from every worker's initializer.
+    ruleset = load_ruleset(rules_dir, params)
+    _check_same_rules(written, ruleset, out)
     # Ctrl-C is a request to stop from here until the workers are shut down.
     with _Stop() as stop:
-        # Workers load the rules while this process does: start them first.
         pool = WorkerPool(workers, initargs) if workers > 1 else None
         try:
-            ruleset = load_ruleset(rules_dir, params)
-            _check_same_rules(written, ruleset, out)
             result = BatchResult(
                 summary=written.summary,
                 ruleset=ruleset,
@@ -153,6 +168,8 @@ def run_batch(
                 truncated_bytes=written.truncated,
             )
             items, skipped_bytes = _skip_written(inputs, formats, ruleset, result.notes, written, out)
+            if not written.count:
+                items = _not_empty(items, inputs, result.notes)
             chunks = _Chunks(items, written.count, max(1, chunk_size))
             with (
                 _opened(out, written.end if resume else None, mode) as writer,
@@ -180,6 +197,16 @@ def run_batch(
                 pool.shutdown()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _not_empty(items: Iterator[Item], inputs: Sequence[Path | str], notes: list[str]) -> Iterator[Item]:
+    """The items, after checking that there is a first one: a run that reads no record is
+    refused before the output is opened, never a success with nothing screened."""
+    first = next(items, None)
+    if first is None:
+        why = f" ({'; '.join(notes[:3])})" if notes else ""
+        raise InputError(f"no records were read from {', '.join(map(str, inputs))}{why}")
+    return itertools.chain([first], items)
 
 
 def check_inputs(inputs: Sequence[Path | str], input_format: str | None, out: Path) -> list[str]:
@@ -254,7 +281,7 @@ def _scan_output(out: Path) -> Written:
 @contextmanager
 def _opened(out: Path, append_at: int | None, mode: int) -> Iterator[LineWriter]:
     try:
-        writer = LineWriter(out, append_at=append_at, mode=mode)
+        writer = LineWriter(out, append_at=append_at, mode=mode) if str(out) != STDOUT else LineWriter.stdout()
     except OSError as error:
         raise _os_error(error, out) from None
     with writer:

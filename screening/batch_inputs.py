@@ -12,6 +12,8 @@ progress bar). Payloads stay raw so that they are cheap to ship to worker proces
 Formats (``--input-format``, or detected by :func:`detect_format`):
 
 ``jsonl``  one native record per line; blank lines are skipped. ``-`` reads stdin.
+``json``   a JSON file of one native record (or an array of them), or a directory of such
+           files (``*.json``): the files ``screening check`` reads.
 ``csv``    one patient per row, the flat layout of :data:`CSV_COLUMNS` (see the README).
 ``fhir``   a directory of FHIR R4 Bundle files (``*.json``), or one Bundle file.
 ``bulk``   a FHIR Bulk Data export: a directory of NDJSON files, one per resource type.
@@ -20,6 +22,7 @@ Formats (``--input-format``, or detected by :func:`detect_format`):
 from __future__ import annotations
 
 import csv
+import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,7 +36,7 @@ from .errors import InputError, ScreeningError
 if TYPE_CHECKING:
     from .ruleset import RuleSet
 
-FORMATS = ("jsonl", "csv", "fhir", "bulk")
+FORMATS = ("jsonl", "json", "csv", "fhir", "bulk")
 
 
 class FhirRecord(bytes):
@@ -70,9 +73,11 @@ def detect_format(path: Path | str) -> str:
                 f"looks like a Bulk Data export is in {nested[0]}; pass that directory", str(path)
             )
         if any(path.rglob("*.json")):
-            return "fhir"
+            return _json_directory_format(path)
         raise InputError(
-            "a directory must hold FHIR Bundles (*.json) or a Bulk Data export (*.ndjson)", str(path)
+            "a directory must hold JSON files (native records or FHIR Bundles, *.json) "
+            "or a Bulk Data export (*.ndjson)",
+            str(path),
         )
     if not path.is_file():
         raise InputError("no such file or directory", str(path))
@@ -81,15 +86,48 @@ def detect_format(path: Path | str) -> str:
     with path.open("rb") as file:
         head = file.read(1 << 16)
     first = head.lstrip().split(b"\n", 1)[0].strip()
-    if first and not first.startswith(b"{") and first.split(b",", 1)[0].strip(b'"') == b"id":
+    if first and not first.startswith((b"{", b"[")) and first.split(b",", 1)[0].strip(b'"') == b"id":
         return "csv"
     if first.startswith(b"{"):
         try:
-            orjson.loads(first)
+            data = orjson.loads(first)
         except orjson.JSONDecodeError:
-            # One JSON document over many lines: a FHIR Bundle file, or not JSONL at all.
-            return "fhir" if b'"Bundle"' in head else "jsonl"
+            # One JSON document over many lines (a pretty-printed record or Bundle), or JSONL
+            # whose first line is broken: that one gets its error line.
+            return _json_file_format(path) or "jsonl"
+        # A JSONL line, or a whole one-line FHIR Bundle.
+        return "fhir" if isinstance(data, dict) and data.get("resourceType") == "Bundle" else "jsonl"
+    if first.startswith(b"["):
+        return _json_file_format(path) or "jsonl"
     return "jsonl"
+
+
+def _json_file_format(path: Path) -> str | None:
+    """A file that is one JSON document: "fhir" for a FHIR resource, "json" for native records."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        return None
+    return "fhir" if isinstance(data, dict) and "resourceType" in data else "json"
+
+
+# How many *.json files of a directory are read to tell native records from FHIR Bundles.
+_PEEK_FILES = 10
+
+
+def _json_directory_format(path: Path) -> str:
+    """A directory of *.json files: FHIR Bundles if one of its first files is a FHIR
+    resource (others, such as a MANIFEST.json, are passed over), else native records."""
+    native = False
+    for file in itertools.islice(sorted(path.rglob("*.json")), _PEEK_FILES):
+        try:
+            data = orjson.loads(file.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and "resourceType" in data:
+            return "fhir"
+        native = native or isinstance(data, dict | list)
+    return "json" if native else "fhir"
 
 
 def read_inputs(
@@ -106,6 +144,8 @@ def read_inputs(
         kind = input_format or detect_format(path)
         if kind == "jsonl":
             yield from read_jsonl(path)
+        elif kind == "json":
+            yield from read_json(Path(path))
         elif kind == "csv":
             yield from read_csv(Path(path))
         elif kind in ("fhir", "bulk"):
@@ -144,6 +184,34 @@ def read_jsonl(path: Path | str) -> Iterator[Item]:
     finally:
         if file is not sys.stdin.buffer:
             file.close()
+
+
+def read_json(path: Path) -> Iterator[Item]:
+    """One item per native record of a JSON file (a record, or an array of records), or of
+    each ``*.json`` file of a directory, sorted by path. A file that is not one gets an
+    error line: invalid JSON, something else than a record, or a FHIR resource."""
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    for file in files:
+        source = str(file)
+        body = file.read_bytes()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            yield source, ReadError(InputError.code, f"{source}: not valid JSON: {error}"), len(body)
+            continue
+        if isinstance(data, dict) and "resourceType" in data:
+            message = (
+                f"{source}: a FHIR resource, not a native record; put FHIR Bundles in a directory "
+                "of their own, or pass --input-format fhir"
+            )
+            yield source, ReadError(InputError.code, message), len(body)
+        elif isinstance(data, list):
+            for index, record in enumerate(data):
+                # Each element on its own: a non-object gets its error line from the worker.
+                yield f"{source}[{index}]", orjson.dumps(record), len(body) if index == 0 else 0
+        else:
+            # The file's own bytes: the worker's errors then give positions in this file.
+            yield source, body, len(body)
 
 
 def read_csv(path: Path) -> Iterator[Item]:

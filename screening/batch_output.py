@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,18 @@ class LineWriter:
 
     def _open(self) -> None:
         self._fd = open_output(self.path, self._mode, self._append_at)
+
+    @classmethod
+    def stdout(cls) -> LineWriter:
+        """A writer to standard output (``--out -``), on a copy of its descriptor."""
+        sys.stdout.flush()  # anything printed before goes first
+        writer = cls.__new__(cls)
+        writer.path = Path("-")
+        writer._fd = os.dup(sys.stdout.fileno())
+        writer._append_at = None
+        writer._mode = OUTPUT_MODE
+        writer.lines = 0
+        return writer
 
     def write(self, block: bytes, lines: int) -> None:
         if self._fd < 0:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .batch_inputs import FORMATS
 from .errors import InputError, RecordError, RuleSetError, ScreeningError, clip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,8 +60,34 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """The package version and the default rule set's id, version and sha256: a decision
+    records the rule set, so a bug report needs it as much as the program's version."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    from .ruleset import load_ruleset
+    from .screener import default_rules_dir
+
+    try:
+        ruleset = load_ruleset(default_rules_dir())
+        rules_line = f"rules {ruleset.id} {ruleset.version}, sha256 {ruleset.sha256}"
+    except RuleSetError as error:
+        rules_line = f"rules: cannot load the default rule set: {error}"
+    click.echo(f"screening {version('screening')}\n{rules_line}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="screening")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the default rule set's id, version and sha256.",
+)
 def main() -> None:
     """Screen patients for IV ketamine in chronic pain against documented criteria.
 
@@ -71,7 +98,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("file", type=click.File("rb"))
+# Read here, not by click.File: a missing file is bad input (exit 1), not a usage error (2).
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option("--as-of", help="Screening date, YYYY-MM-DD (default: today).")
 @rules_option
 @params_option
@@ -80,7 +108,7 @@ def main() -> None:
 )
 @reports_errors
 def check(
-    file: Any, as_of: str | None, rules_dir: Path | None, params_file: Path | None, output_format: str
+    file: str, as_of: str | None, rules_dir: Path | None, params_file: Path | None, output_format: str
 ) -> None:
     """Screen one patient record (a JSON file, or - for stdin), a FHIR R4 Bundle, or a CDS Hooks request.
 
@@ -101,8 +129,12 @@ def check(
     from .fhir import is_fhir
     from .screener import Screener, load_json, not_a_record
 
-    source = getattr(file, "name", "<stdin>")
-    data = load_json(file.read(), source=source)
+    source = "<stdin>" if file == "-" else file
+    try:
+        body = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot be read: {error.strerror or error}", source) from None
+    data = load_json(body, source=source)
     screener = Screener(rules_dir, params_file)
     if is_fhir(data):
         _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format)
@@ -287,7 +319,11 @@ def schema() -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
 @click.option(
-    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output JSONL."
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Output JSONL; - for standard output.",
 )
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts as CSV.")
@@ -296,9 +332,12 @@ def schema() -> None:
 @rules_option
 @params_option
 @click.option(
-    "--input-format", type=click.Choice(["jsonl", "csv", "fhir", "bulk"]), help="Default: detected."
+    "--input-format",
+    type=click.Choice(FORMATS),
+    help="Default: detected. json: a record (or an array of them) per file, as check reads.",
 )
 @click.option("--resume", is_flag=True, help="Skip the records already in --out and append the rest.")
+@click.option("--force", is_flag=True, help="Overwrite an --out that already holds results.")
 @click.option(
     "--compact",
     is_flag=True,
@@ -329,12 +368,13 @@ def batch(
     params_file: Path | None,
     input_format: str | None,
     resume: bool,
+    force: bool,
     compact: bool,
     chunk_size: int,
     quiet: bool,
     file_mode: int,
 ) -> None:
-    """Screen many records in parallel: JSONL, CSV, FHIR Bundles or a Bulk Data export.
+    """Screen many records in parallel: JSONL, JSON files, CSV, FHIR Bundles or a Bulk Data export.
 
     Writes one JSONL line per input record, in input order, with its "position", "source"
     (file:line), "record_id" and a "decision", a "not_screened" or an "error" that names
@@ -363,6 +403,7 @@ def batch(
       screening batch patients.jsonl --out results.jsonl --report report.html --as-of 2026-11-22
       screening batch registry.csv bundles/ --out results.jsonl --workers 2 --summary counts.csv
       screening batch patients.jsonl --out results.jsonl --resume
+      screening batch examples/ --out - --as-of 2026-11-22      # a folder of JSON records
       screening batch big.jsonl --out results.jsonl --compact --workers 8
     """
     from .batch import run_batch
@@ -380,6 +421,7 @@ def batch(
             as_of=as_of,
             workers=workers,
             resume=resume,
+            force=force,
             chunk_size=chunk_size,
             progress=progress,
             compact=compact,
@@ -404,7 +446,7 @@ def batch(
         click.echo(
             f"{result.records:,} records{resumed} in {result.seconds:.1f} s "
             f"({result.run_info().rate:,.0f}/s, {result.workers} worker{'s' if result.workers > 1 else ''}): {outcomes or 'none screened'}; "
-            f"{counts.not_screened:,} not screened; {counts.failed:,} with errors -> {out}",
+            f"{counts.not_screened:,} not screened; {counts.failed:,} with errors -> {'standard output' if str(out) == '-' else out}",
             err=True,
         )
     if result.interrupted:
@@ -513,7 +555,7 @@ def serve(
     Examples:
       screening serve --port 8080 --workers 4
       screening serve --token-file /run/secrets/screening-token --params site.yaml
-      curl -s localhost:8080/screen -d @examples/eligible.json
+      curl -s localhost:8080/screen -H 'Content-Type: application/json' -d @examples/eligible.json
     """
     import os
 

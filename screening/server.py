@@ -161,7 +161,10 @@ async def json_body(request: Request) -> bytes:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"the body must be JSON (application/json or application/fhir+json), not {kind[:80]}",
+            # curl -d sends a form content type: the first request most people try.
+            f"the body must be sent as JSON, with the header Content-Type: application/json "
+            f"(or application/fhir+json), not {kind[:80]}; with curl, add "
+            "-H 'Content-Type: application/json' (or use --json instead of -d)",
             "Content-Type",
         )
     return await request.body()

@@ -124,7 +124,7 @@ def test_exit_codes(patients: Path, tmp_path: Path) -> None:
     )
     assert code == 0 and "40 records" in err
     code, err = run_cli(
-        "batch", str(patients), "-o", str(out), "--as-of", AS_OF, "--rules", str(RULES), "-w", "1"
+        "batch", str(patients), "-o", str(out), "--as-of", AS_OF, "--rules", str(RULES), "-w", "1", "--force"
     )
     assert code == 2 and "4 with errors" in err
     code, err = run_cli("batch", str(tmp_path / "missing.jsonl"), "-o", str(out), "--rules", str(RULES))
@@ -288,7 +288,7 @@ def test_csv_cells_are_named_in_errors_and_blank_histories_are_unknown(tmp_path:
     assert short["error"]["code"] == "invalid_csv_row"
     (tmp_path / "odd.csv").write_text("id,colour\n1,blue\n")
     with pytest.raises(InputError, match="unknown columns"):
-        run_batch([tmp_path / "odd.csv"], out, rules=RULES, as_of=AS_OF, workers=1)
+        run_batch([tmp_path / "odd.csv"], out, rules=RULES, as_of=AS_OF, workers=1, force=True)
 
 
 def test_fhir_bundles_and_bulk_export_are_read(tmp_path: Path) -> None:

@@ -42,10 +42,12 @@ def test_a_batch_that_cannot_start_leaves_the_output_as_it_was(patients: Path, t
     odd.write_text("id,foo\n1,2\n")
     out = tmp_path / "y.jsonl"
     out.write_bytes(b"kept\n")
-    code, err = cli(str(odd), "--out", str(out))
+    code, err = cli(str(odd), "--out", str(out), "--force")
     assert code == 1 and "unknown columns ['foo']" in err and "Traceback" not in err
     assert out.read_bytes() == b"kept\n"
-    code, err = cli(str(patients), str(odd), "--out", str(out))  # the CSV is checked before any record
+    code, err = cli(
+        str(patients), str(odd), "--out", str(out), "--force"
+    )  # the CSV is checked before any record
     assert code == 1 and "unknown columns" in err
     assert out.read_bytes() == b"kept\n"
 

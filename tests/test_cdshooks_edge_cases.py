@@ -213,7 +213,9 @@ def test_a_body_that_is_not_json_is_a_415(client: TestClient, path: str, kind: s
     assert response.status_code == 415
     assert response.json() == {
         "code": "unsupported_media_type",
-        "message": f"the body must be JSON (application/json or application/fhir+json), not {kind}",
+        "message": f"the body must be sent as JSON, with the header Content-Type: application/json "
+        f"(or application/fhir+json), not {kind}; with curl, add -H 'Content-Type: application/json' "
+        "(or use --json instead of -d)",
         "field": "Content-Type",
     }
 
