@@ -602,6 +602,97 @@ def batch(
 
 
 @main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
+@click.option("--as-of", required=True, help="Screening date, YYYY-MM-DD (the same for both sides).")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Changes, JSONL."
+)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
+@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path), help="New rules.")
+@click.option(
+    "--params", "params_file", type=click.Path(dir_okay=False, path_type=Path), help="New site file."
+)
+@click.option(
+    "--baseline-rules", type=click.Path(file_okay=False, path_type=Path), help="Old rules (default: shipped)."
+)
+@click.option("--baseline-params", type=click.Path(dir_okay=False, path_type=Path), help="Old site file.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Processes (default: one per core).")
+@click.option(
+    "--input-format", type=click.Choice(["jsonl", "csv", "fhir", "bulk"]), help="Default: detected."
+)
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no closing summary.")
+@reports_errors
+def impact(
+    inputs: tuple[Path, ...],
+    as_of: str,
+    out: Path,
+    report: Path | None,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    baseline_rules: Path | None,
+    baseline_params: Path | None,
+    workers: int | None,
+    input_format: str | None,
+    chunk_size: int,
+    quiet: bool,
+) -> None:
+    """Show which patients a rule or parameter change moves, and why.
+
+    Screens the cohort under the baseline rules and the new ones (each defaults to the
+    shipped rule set with no site parameters), with the batch machinery, and writes one
+    JSONL line per patient whose outcome, decisive criteria or missing items changed:
+    its record_id, before, after, and each criterion whose status changed with both
+    reasons. --report adds the 5x5 outcome matrix, the criteria behind each flip and the
+    rule diff (criteria, facts, value sets by sha256; parameter values).
+
+    \b
+    Examples:
+      screening impact cohort.jsonl --params site.yaml --as-of 2026-11-22 --out changes.jsonl
+      screening impact cohort.jsonl --rules new-rules/ --baseline-rules rules/ \\
+          --as-of 2026-11-22 --out changes.jsonl --report impact.html
+    """
+    from .impact import run_impact, write_report
+
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        result = run_impact(
+            inputs,
+            out,
+            as_of=as_of,
+            rules=rules_dir,
+            params=params_file,
+            baseline_rules=baseline_rules,
+            baseline_params=baseline_params,
+            workers=workers,
+            input_format=input_format,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {out} is incomplete; run again", err=True)
+        sys.exit(130)
+    if report:
+        write_report(result, report)
+    if not quiet:
+        diff = result.diff
+        changes = [f"{p['id']} {p['before']} -> {p['after']}" for p in diff.parameters]
+        changes += [f"criterion {c['id']} {c['change']}" for c in diff.criteria]
+        changes += [f"fact {c['id']} {c['change']}" for c in diff.facts]
+        changes += [f"value set {c['id']} {c['change']}" for c in diff.value_sets]
+        click.echo(f"rule diff: {'; '.join(changes) or 'none'}", err=True)
+        for (was, now), count in sorted(result.matrix.items()):
+            if was != now:
+                blamed = ", ".join(result.responsible.get((was, now), {}))
+                click.echo(
+                    f"  {was} -> {now}: {count:,} ({blamed or 'no decisive criterion changed'})", err=True
+                )
+        click.echo(result.summary_line(), err=True)
+
+
+@main.command()
 @click.option("--count", "-n", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--as-of", help="The date the records are current on, YYYY-MM-DD (default: today).")
