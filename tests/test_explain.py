@@ -114,3 +114,14 @@ def test_rules_show_takes_the_directory_site_values_and_codes(tmp_path: Path) ->
 def test_rules_show_every_kind_of_criterion(screener: Screener, criterion: str) -> None:
     code, out, _ = run("rules", "show", criterion)
     assert code == 0 and "met when:" in out and "unknown when:" in out and "sources:" in out
+
+
+def test_explain_a_fhir_bundle_explains_each_patient() -> None:
+    bundle = sorted((ROOT / "tests" / "fixtures" / "fhir" / "synthea-r4-bundles").glob("*.json"))[0]
+    code, out, _ = run(
+        "explain", str(bundle), "-c", "EXC-BP-UNCONTROLLED", "--as-of", "2021-06-01", "--format", "json"
+    )
+    assert code == 0
+    [body] = json.loads(out)
+    assert body["criterion"] == "EXC-BP-UNCONTROLLED" and body["record_id"]
+    assert body["status"] in ("met", "not_met", "unknown") and body["when"]["node"] == "any"
