@@ -82,6 +82,8 @@ class CaseResult:
     line: int
     name: str
     failures: list[str] = field(default_factory=list)
+    decision: Any = None
+    """The case's decision (None when screening raised): rule coverage is measured on it."""
 
     @property
     def passed(self) -> bool:
@@ -208,6 +210,7 @@ def run_case(
             return result
         result.failures.append(f"raised {error.code}: {error}")
         return result
+    result.decision = decision
     if expect.error:
         result.failures.append(
             f"expected an error containing {expect.error!r}, got outcome {decision.outcome.value}"
@@ -235,8 +238,16 @@ def run_case(
     return result
 
 
-def run_directory(screener: Screener, directory: Path) -> tuple[list[CaseResult], list[Problem]]:
+def run_directory(
+    screener: Screener, directory: Path, pattern: str | None = None
+) -> tuple[list[CaseResult], list[Problem]]:
+    """Run every case, or those whose name or file:line contains ``pattern`` (any case)."""
     loaded = load_cases(directory, {c.id for c in screener.ruleset.criteria})
     if loaded.problems:
         return [], loaded.problems
-    return [run_case(screener, case, loaded.records, file, line) for case, file, line in loaded.cases], []
+    wanted = pattern.lower() if pattern else None
+    return [
+        run_case(screener, case, loaded.records, file, line)
+        for case, file, line in loaded.cases
+        if wanted is None or wanted in case.name.lower() or wanted in f"{file}:{line}".lower()
+    ], []

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .aggregates import DIAGNOSES, DIAGNOSIS_FIELDS
-from .decision import OUTCOME_ORDER, CriterionResult, Decision, Outcome
+from .decision import CriterionResult, Decision, Outcome
 from .errors import InputError, NotScreened, RecordError
 from .fhir import Entry, FhirRecord, flatten, is_fhir, keys_of, read_entries, ref_key
 from .fhir_map import MEDICATION_TYPES, PATIENT_REFERENCE, TREATMENT_TYPES
@@ -494,8 +494,13 @@ def decision_card(
     )
 
 
-def detail(decision: Decision, not_checked: Mapping[str, list[str]] | None = None) -> str:
-    """The markdown detail: outcome, findings with evidence and sources, what is missing."""
+def detail(
+    decision: Decision, not_checked: Mapping[str, list[str]] | None = None, link: str | None = None
+) -> str:
+    """The markdown detail, short enough to read in the EHR: the outcome, the decisive
+    findings with their evidence, what is missing, the next steps. The other findings are
+    named in one line; ``link``, where the service has one, leads to the full explanation
+    (``screening check --all`` gives it on the command line)."""
     rs = decision.ruleset
     lines = [
         f"**{decision.outcome.value.replace('_', ' ').capitalize()}** as of {decision.as_of} "
@@ -512,50 +517,47 @@ def detail(decision: Decision, not_checked: Mapping[str, list[str]] | None = Non
                     f"- **{result.id}** {_md(result.title)}: no {', '.join(not_checked[result.id])} data; "
                     f"read as {result.status.replace('_', ' ')} only for want of it"
                 )
-    findings = [c for c in decision.criteria if c.level is not None]
-    if findings:
+    decisive = [c for c in decision.criteria if c.decisive]
+    if decisive:
         lines += ["", "### Findings"]
-        for result in sorted(
-            findings, key=lambda c: (not c.decisive, OUTCOME_ORDER.index(c.level or Outcome.eligible))
-        ):
+        for result in decisive:
             lines += _criterion(result)
+    others = [c for c in decision.criteria if c.level is not None and not c.decisive]
+    if others:
+        lines += [
+            "",
+            "Also: " + "; ".join(f"{c.id} {_md(c.title)} ({_STATUS[c.status]})" for c in others) + ".",
+        ]
     if decision.missing_information:
         lines += ["", "### Missing information"] + [f"- {_md(m)}" for m in decision.missing_information]
     if decision.not_checked:  # cautions left unknown, and data taken as absent
         lines += ["", "### Not checked"] + [f"- {_md(n)}" for n in decision.not_checked]
-    passed = [
-        c.id
-        for c in decision.criteria
-        if c.level is None and c.status != "unknown" and c.id not in not_checked
-    ]
-    if passed:
-        lines += ["", f"Criteria without findings: {', '.join(passed)}."]
     if decision.recommendations:
         lines += ["", "### Next steps"] + [f"- {_md(r)}" for r in decision.recommendations]
     notes = decision.extra.get("input_notes") or []
     if notes:
-        lines += ["", "### Data read but not used"] + [f"- {_md(n)}" for n in notes[:20]]
-        if len(notes) > 20:
-            lines.append(f"- ... and {len(notes) - 20} more")
+        lines += ["", "### Data read but not used"] + [f"- {_md(n)}" for n in notes[:_NOTES_SHOWN]]
+        if len(notes) > _NOTES_SHOWN:
+            lines.append(f"- and {len(notes) - _NOTES_SHOWN} more")
+    if link:
+        lines += ["", f"[Full explanation]({link})"]
     return "\n".join(lines)
 
 
+_STATUS = {"met": "met", "not_met": "not met", "unknown": "unknown"}
+_EVIDENCE_SHOWN = 5
+_NOTES_SHOWN = 5
+
+
 def _criterion(result: CriterionResult) -> list[str]:
-    mark = " (decisive)" if result.decisive else ""
-    out = [
-        f"- **{result.id}** {_md(result.title)}: {result.status.replace('_', ' ')}{mark}. {_md(result.reason)}"
-    ]
-    for item in result.evidence:
+    out = [f"- **{result.id}** {_md(result.title)}: {_STATUS[result.status]}. {_md(result.reason)}"]
+    for item in result.evidence[:_EVIDENCE_SHOWN]:
         where = ", ".join(
             filter(None, [item.get("date"), f"`{item['source']}`" if item.get("source") else None])
         )
         out.append(f"  - {_md(item['what'])}" + (f" ({where})" if where else ""))
-    cited = [
-        f"[{s.get('label') or s['id']}]({s['url']})" if s.get("url") else _md(s.get("label") or s["id"])
-        for s in result.sources
-    ]
-    if cited:
-        out.append(f"  - Sources: {'; '.join(cited)}")
+    if len(result.evidence) > _EVIDENCE_SHOWN:
+        out.append(f"  - and {len(result.evidence) - _EVIDENCE_SHOWN} more")
     return out
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
 
@@ -106,9 +106,21 @@ def main() -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@click.option("--all", "show_all", is_flag=True, help="Text: list every criterion, with its sources.")
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Text: colour (default: on a terminal, unless NO_COLOR is set).",
+)
 @reports_errors
 def check(
-    file: str, as_of: str | None, rules_dir: Path | None, params_file: Path | None, output_format: str
+    file: str,
+    as_of: str | None,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    output_format: str,
+    show_all: bool,
+    color: bool | None,
 ) -> None:
     """Screen one patient record (a JSON file, or - for stdin), a FHIR R4 Bundle, or a CDS Hooks request.
 
@@ -117,11 +129,15 @@ def check(
     A CDS Hooks request (detected by its hook and context) screens its patient from the
     prefetch, as the service does; --format json prints {"decision", "cards"}.
 
+    The text shows the findings, what is missing, the next steps and a count of the
+    criteria passed; --all lists every criterion.
+
     Exit code 0 when a decision was made, whatever the outcome; 1 for bad input.
 
     \b
     Examples:
       screening check examples/needs_review.json --as-of 2026-11-22
+      screening check examples/ineligible.json --as-of 2026-11-22 --all --no-color
       cat record.json | screening check - --format json
       screening check tests/fixtures/fhir/synthea-r4-bundles/<patient>.json --as-of 2021-06-01
     """
@@ -136,11 +152,12 @@ def check(
         raise InputError(f"cannot be read: {error.strerror or error}", source) from None
     data = load_json(body, source=source)
     screener = Screener(rules_dir, params_file)
+    text = _TextOptions(_use_color(color), show_all)
     if is_fhir(data):
-        _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format)
+        _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format, text)
         return
     if is_hook_request(data):
-        _check_hook_request(screener, data, as_of, source, output_format)
+        _check_hook_request(screener, data, as_of, source, output_format, text)
         return
     if not isinstance(data, dict):
         raise not_a_record(data, source)
@@ -154,11 +171,31 @@ def check(
     else:
         from .render import render_text
 
-        click.echo(render_text(decision, color=sys.stdout.isatty()), nl=False)
+        click.echo(render_text(decision, color=text.color, full=text.full), nl=False, color=text.color)
+
+
+class _TextOptions(NamedTuple):
+    color: bool
+    full: bool
+
+
+def _use_color(flag: bool | None) -> bool:
+    """--color or --no-color when given; otherwise on a terminal unless NO_COLOR is set
+    (https://no-color.org: any non-empty value)."""
+    import os
+
+    if flag is not None:
+        return flag
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _check_hook_request(
-    screener: Any, data: dict[str, Any], as_of: str | None, source: str, output_format: str
+    screener: Any,
+    data: dict[str, Any],
+    as_of: str | None,
+    source: str,
+    output_format: str,
+    text: _TextOptions,
 ) -> None:
     """Screen the patient of a CDS Hooks request from its prefetch, as the service would.
 
@@ -179,12 +216,12 @@ def _check_hook_request(
         cards = cdshooks.cards(result, screener.ruleset, hook.unavailable, hook.failed)
         click.echo(json.dumps({"decision": result.as_dict(), "cards": cards}, indent=2, default=str))
         return
-    click.echo(render_result(result, color=sys.stdout.isatty()), nl=False)
+    click.echo(render_result(result, color=text.color, full=text.full), nl=False, color=text.color)
     for kind in hook.unavailable:
         click.echo(f"  not provided in the prefetch: {kind} ({cdshooks.UNAVAILABLE_EFFECT[kind]})")
 
 
-def _echo_fhir_results(results: list[Any], output_format: str) -> None:
+def _echo_fhir_results(results: list[Any], output_format: str, text: _TextOptions) -> None:
     """Print each patient's decision; exit 1 after all of them if a record was invalid."""
     from .render import render_result
 
@@ -194,7 +231,9 @@ def _echo_fhir_results(results: list[Any], output_format: str) -> None:
     else:
         for result in results:
             if not isinstance(result, RecordError):
-                click.echo(render_result(result, color=sys.stdout.isatty()), nl=False)
+                click.echo(
+                    render_result(result, color=text.color, full=text.full), nl=False, color=text.color
+                )
             click.echo()
     for error in invalid:
         click.echo(f"error: {error.code}: {error}", err=True)
@@ -236,14 +275,40 @@ def rules_validate(directory: Path | None, params_file: Path | None) -> None:
 @rules.command("test")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-v", "--verbose", is_flag=True, help="List every case, not only failures.")
-def rules_test(directory: Path | None, verbose: bool) -> None:
+@click.option("-k", "pattern", help="Run only the cases whose name (or file:line) contains this.")
+@click.option("--coverage", is_flag=True, help="Report how the cases exercise each criterion and branch.")
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    help="Fail (exit 2) when coverage is below this percentage; implies --coverage.",
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+def rules_test(
+    directory: Path | None,
+    verbose: bool,
+    pattern: str | None,
+    coverage: bool,
+    min_coverage: float | None,
+    output_format: str,
+    junit: Path | None,
+) -> None:
     """Run the *_test.yaml cases beside the rules through the real engine.
 
-    Exit code 0 when all pass, 2 when a case fails, 1 when a file cannot load.
+    --coverage reports, for every criterion, how many cases gave it each status (met,
+    not met, unknown where it can be) and made it decisive, and which items of each
+    any/all decided it; --min-coverage 100 fails the run when anything is left.
+
+    Exit code 0 when all pass, 2 when a case fails or coverage is below --min-coverage,
+    1 when a file cannot load.
 
     \b
-    Example:
+    Examples:
       screening rules test rules/ -v
+      screening rules test --coverage --min-coverage 100
+      screening rules test -k pregnancy --format json --junit rule-tests.xml
     """
     from .casetests import load_cases, run_directory
     from .screener import Screener, default_rules_dir
@@ -256,12 +321,37 @@ def rules_test(directory: Path | None, verbose: bool) -> None:
         for problem in load_cases(directory).problems:  # the test files' own, all at once
             click.echo(str(problem), err=True)
         sys.exit(1)
-    results, problems = run_directory(screener, directory)
+    results, problems = run_directory(screener, directory, pattern)
     if problems:
         for problem in problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
     failed = [r for r in results if not r.passed]
+    measured = None
+    if coverage or min_coverage is not None:
+        from .coverage import measure
+
+        measured = measure(screener.ruleset, [r.decision for r in results if r.decision is not None])
+    below = measured is not None and min_coverage is not None and measured.percent < min_coverage
+    if junit:
+        from .coverage import junit_xml
+
+        junit.write_bytes(junit_xml(results))
+    if output_format == "json":
+        body: dict[str, Any] = {
+            "passed": len(results) - len(failed),
+            "failed": len(failed),
+            "cases": [
+                {"file": r.file, "line": r.line, "name": r.name, "passed": r.passed, "failures": r.failures}
+                for r in results
+                if verbose or not r.passed
+            ],
+        }
+        if measured is not None:
+            body["coverage"] = measured.as_dict()
+            body["min_coverage"] = min_coverage
+        click.echo(json.dumps(body, indent=2))
+        sys.exit(2 if failed or below else 0)
     for result in results:
         if not result.passed:
             click.echo(f"FAIL {result.where}: {result.name}")
@@ -269,30 +359,65 @@ def rules_test(directory: Path | None, verbose: bool) -> None:
                 click.echo(f"    {failure}")
         elif verbose:
             click.echo(f"ok   {result.where}: {result.name}")
+    if measured is not None:
+        click.echo("\n".join(measured.table()))
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    sys.exit(2 if failed else 0)
+    if below and measured is not None:
+        click.echo(f"coverage {measured.percent:.1f}% is below --min-coverage {min_coverage:g}", err=True)
+    sys.exit(2 if failed or below else 0)
 
 
 @rules.command("show")
+@click.argument("targets", nargs=-1)
 @click.option("--compiled", is_flag=True, help="Show the durable-rules ruleset definitions instead.")
+@click.option("--codes", is_flag=True, help="With a criterion: list the codes of its value sets.")
 @rules_option
 @params_option
 @reports_errors
-def rules_show(compiled: bool, rules_dir: Path | None, params_file: Path | None) -> None:
-    """Show the rule set: criteria, parameters and sources, or the compiled rules as JSON.
+def rules_show(
+    targets: tuple[str, ...], compiled: bool, codes: bool, rules_dir: Path | None, params_file: Path | None
+) -> None:
+    """Show the rule set (criteria, parameters, sources), one criterion in full, or the
+    compiled rules as JSON.
+
+    TARGETS are criterion ids and at most one rule directory (as for validate and test;
+    --rules also works). A criterion is shown the way a clinician reads it: its effect,
+    its condition with the parameters resolved, each fact it reads with its window, the
+    value sets behind them (--codes lists the codes), what leaves it unknown, the names
+    its texts use (those made by also: included), its reasons and its sources.
 
     \b
     Examples:
       screening rules show
+      screening rules show EXC-BP-UNCONTROLLED
+      screening rules show EXC-PSYCHOSIS rules/ --params site.yaml --codes
       screening rules show --compiled > compiled.json
     """
     from .compiler import compile_ruleset
     from .ruleset import load_ruleset
+    from .ruleshow import find_criterion, show_criterion
     from .screener import default_rules_dir
 
-    ruleset = load_ruleset(rules_dir or default_rules_dir(), params_file)
+    directories = [t for t in targets if Path(t).is_dir()]
+    ids = [t for t in targets if t not in directories]
+    if len(directories) + (rules_dir is not None) > 1:
+        raise InputError("give one rule directory (an argument or --rules), not several")
+    directory = rules_dir or (Path(directories[0]) if directories else default_rules_dir())
+    ruleset = load_ruleset(directory, params_file)
     if compiled:
         click.echo(json.dumps(compile_ruleset(ruleset), indent=2, sort_keys=True))
+        return
+    if ids:
+        for number, criterion_id in enumerate(ids):
+            criterion = find_criterion(ruleset, criterion_id)
+            if criterion is None:
+                raise InputError(
+                    f"no criterion {criterion_id!r} in rule set {ruleset.id} (and no directory of that name); "
+                    f"its criteria are {', '.join(c.id for c in ruleset.criteria)}"
+                )
+            if number:
+                click.echo()
+            click.echo("\n".join(show_criterion(ruleset, criterion, codes)))
         return
     click.echo(f"{ruleset.title}\n{ruleset.id} {ruleset.version}  sha256 {ruleset.sha256}\n")
     for criterion in ruleset.criteria:
@@ -301,6 +426,85 @@ def rules_show(compiled: bool, rules_dir: Path | None, params_file: Path | None)
         if criterion.params:
             values = ", ".join(f"{p}={ruleset.parameters[p].value}" for p in criterion.params)
             click.echo(f"{'':<37} parameters: {values}")
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--criterion",
+    "-c",
+    "criteria",
+    multiple=True,
+    help="Criterion id (repeatable; default: the decisive ones).",
+)
+@click.option("--fails", is_flag=True, help="Keep only the branches that decided the result.")
+@click.option("--as-of", help="Screening date, YYYY-MM-DD (default: today).")
+@rules_option
+@params_option
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@reports_errors
+def explain(
+    file: Any,
+    criteria: tuple[str, ...],
+    fails: bool,
+    as_of: str | None,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    output_format: str,
+) -> None:
+    """Show why a criterion has its status for one record: its condition as a tree, each
+    fact's value and each node's result (true, false or unknown), as `opa eval --explain`.
+
+    The status is the one the engine gave in the decision; --fails keeps only the
+    branches that made the result (for a failed or unknown criterion, what failed or is
+    unknown). A FHIR Bundle explains each of its patients.
+
+    \b
+    Examples:
+      screening explain examples/ineligible.json --criterion EXC-BP-UNCONTROLLED --as-of 2026-11-22
+      screening explain examples/needs_information.json -c INC-REFRACTORY --fails --format json
+    """
+    from .explain import explain_decision
+    from .fhir import is_fhir
+    from .screener import Screener, load_json, not_a_record
+
+    source = getattr(file, "name", "<stdin>")
+    data = load_json(file.read(), source=source)
+    screener = Screener(rules_dir, params_file)
+    if is_fhir(data):
+        found = screener.screen_fhir(data, as_of=as_of, source=source)
+        for result in found:
+            if isinstance(result, RecordError):
+                raise result
+        decisions = [d for d in found if not isinstance(d, ScreeningError)]  # not screened: skipped
+    elif isinstance(data, dict):
+        try:
+            decisions = [screener.screen(data, as_of=as_of)]
+        except RecordError as error:
+            error.source = source
+            raise
+    else:
+        raise not_a_record(data, source)
+    out: list[dict[str, Any]] = []
+    for decision in decisions:
+        wanted = criteria or tuple(c.id for c in decision.criteria if c.decisive)
+        for criterion_id in wanted:
+            explanation = explain_decision(screener.ruleset, decision, criterion_id)
+            if output_format == "json":
+                out.append(explanation.as_dict(fails))
+            else:
+                if out:
+                    click.echo()
+                out.append({})
+                click.echo("\n".join(explanation.text(fails)))
+        if not wanted and output_format == "text":
+            click.echo(
+                f"record {decision.record_id}: no decisive criterion (eligible); name one with --criterion"
+            )
+    if output_format == "json":
+        click.echo(json.dumps(out, indent=2, default=str))
 
 
 @main.command()
@@ -463,6 +667,97 @@ def _octal_mode(value: str) -> int:
     if not 0 <= mode <= 0o777:
         raise click.BadParameter(f"{value!r} is not a file mode in octal, such as 600 or 640")
     return mode
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
+@click.option("--as-of", required=True, help="Screening date, YYYY-MM-DD (the same for both sides).")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Changes, JSONL."
+)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
+@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path), help="New rules.")
+@click.option(
+    "--params", "params_file", type=click.Path(dir_okay=False, path_type=Path), help="New site file."
+)
+@click.option(
+    "--baseline-rules", type=click.Path(file_okay=False, path_type=Path), help="Old rules (default: shipped)."
+)
+@click.option("--baseline-params", type=click.Path(dir_okay=False, path_type=Path), help="Old site file.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Processes (default: one per core).")
+@click.option(
+    "--input-format", type=click.Choice(["jsonl", "csv", "fhir", "bulk"]), help="Default: detected."
+)
+@click.option(
+    "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no closing summary.")
+@reports_errors
+def impact(
+    inputs: tuple[Path, ...],
+    as_of: str,
+    out: Path,
+    report: Path | None,
+    rules_dir: Path | None,
+    params_file: Path | None,
+    baseline_rules: Path | None,
+    baseline_params: Path | None,
+    workers: int | None,
+    input_format: str | None,
+    chunk_size: int,
+    quiet: bool,
+) -> None:
+    """Show which patients a rule or parameter change moves, and why.
+
+    Screens the cohort under the baseline rules and the new ones (each defaults to the
+    shipped rule set with no site parameters), with the batch machinery, and writes one
+    JSONL line per patient whose outcome, decisive criteria or missing items changed:
+    its record_id, before, after, and each criterion whose status changed with both
+    reasons. --report adds the 5x5 outcome matrix, the criteria behind each flip and the
+    rule diff (criteria, facts, value sets by sha256; parameter values).
+
+    \b
+    Examples:
+      screening impact cohort.jsonl --params site.yaml --as-of 2026-11-22 --out changes.jsonl
+      screening impact cohort.jsonl --rules new-rules/ --baseline-rules rules/ \\
+          --as-of 2026-11-22 --out changes.jsonl --report impact.html
+    """
+    from .impact import run_impact, write_report
+
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        result = run_impact(
+            inputs,
+            out,
+            as_of=as_of,
+            rules=rules_dir,
+            params=params_file,
+            baseline_rules=baseline_rules,
+            baseline_params=baseline_params,
+            workers=workers,
+            input_format=input_format,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {out} is incomplete; run again", err=True)
+        sys.exit(130)
+    if report:
+        write_report(result, report)
+    if not quiet:
+        diff = result.diff
+        changes = [f"{p['id']} {p['before']} -> {p['after']}" for p in diff.parameters]
+        changes += [f"criterion {c['id']} {c['change']}" for c in diff.criteria]
+        changes += [f"fact {c['id']} {c['change']}" for c in diff.facts]
+        changes += [f"value set {c['id']} {c['change']}" for c in diff.value_sets]
+        click.echo(f"rule diff: {'; '.join(changes) or 'none'}", err=True)
+        for (was, now), count in sorted(result.matrix.items()):
+            if was != now:
+                blamed = ", ".join(result.responsible.get((was, now), {}))
+                click.echo(
+                    f"  {was} -> {now}: {count:,} ({blamed or 'no decisive criterion changed'})", err=True
+                )
+        click.echo(result.summary_line(), err=True)
 
 
 @main.command()

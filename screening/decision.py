@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .aggregates import Evidence, FactValue
-from .conditions import Condition, kleene
+from .conditions import Condition, comparisons, kleene
 from .facts import FactSheet
 from .record import Record
 from .ruleset import Criterion, RuleSet
@@ -88,6 +88,9 @@ class CriterionResult(NamedTuple):
     ``sources`` table resolves."""
     recommendation: str | None
     source_ids: list[str]
+    superseded_by: str | None = None
+    """A stronger criterion whose finding on the same facts is why this one did not apply
+    (BP 186/104: the review band is superseded by the exclusion)."""
 
     @property
     def level(self) -> Outcome | None:
@@ -110,6 +113,7 @@ class CriterionResult(NamedTuple):
             _sources,
             recommendation,
             source_ids,
+            superseded_by,
         ) = self
         return {
             "id": id_,
@@ -126,6 +130,7 @@ class CriterionResult(NamedTuple):
             "not_checked": not_checked,
             "sources": source_ids,
             "recommendation": recommendation,
+            "superseded_by": superseded_by,
         }
 
     def as_compact_dict(self) -> dict[str, Any]:
@@ -147,6 +152,8 @@ class CriterionResult(NamedTuple):
             out["not_checked"] = self.not_checked
         if self.recommendation is not None:
             out["recommendation"] = self.recommendation
+        if self.superseded_by is not None:
+            out["superseded_by"] = self.superseded_by
         return out
 
 
@@ -214,6 +221,8 @@ def decide(
     outcome = min((s.level for _, s in chosen if s.level), key=_RANK.__getitem__, default=Outcome.eligible)
     shared = _Shared(ruleset, plan.params, sheet)
     results = tuple(_result(shared, c, s, s.level == outcome) for c, s in chosen)
+    if outcome != Outcome.eligible:
+        results = _mark_superseded(plan, results, sheet.values)
     decisive = next((r for r in results if r.decisive), None)
     unknown = [r for r in results if r.status == "unknown"]
     return Decision(
@@ -263,6 +272,9 @@ class _CriterionPlan:
     source_ids: list[str]
     """Shared by every result of the criterion; do not mutate."""
     by_status: Mapping[str, _StatusPlan]
+    rivals: tuple[int, ...] = ()
+    """The other criteria whose conditions read a fact this one's condition reads: the
+    only ones that can supersede it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +310,17 @@ def _build_plan(ruleset: RuleSet) -> _Plan:
     # A placeholder naming a parameter (not a fact, nor {evidence}) renders the same every time.
     constants = {name: value for name, value in params.items() if name not in ruleset.facts}
     constants.pop("evidence", None)
-    return _Plan(params, tuple(_criterion_plan(ruleset, c, constants) for c in ruleset.criteria))
+    plans = [_criterion_plan(ruleset, c, constants) for c in ruleset.criteria]
+    read = [_condition_facts(c) for c in ruleset.criteria]
+    for i, planned in enumerate(plans):
+        rivals = tuple(j for j, other in enumerate(read) if j != i and other & read[i])
+        plans[i] = replace(planned, rivals=rivals)
+    return _Plan(params, tuple(plans))
+
+
+def _condition_facts(criterion: Criterion) -> frozenset[str]:
+    conditions = [criterion.when] + ([criterion.not_met_when] if criterion.not_met_when else [])
+    return frozenset(c.fact for condition in conditions for c in comparisons(condition))
 
 
 def _criterion_plan(ruleset: RuleSet, criterion: Criterion, constants: dict[str, Any]) -> _CriterionPlan:
@@ -371,6 +393,52 @@ def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decis
     )
 
 
+def _mark_superseded(
+    plan: _Plan, results: tuple[CriterionResult, ...], facts: Mapping[str, FactValue]
+) -> tuple[CriterionResult, ...]:
+    """Mark each criterion that passed only because a stronger finding on the same facts
+    holds: with BP 186/104 the review band (systolic at most 180) is false because the
+    exclusion (systolic above 180) is met, so the review is superseded, not passed.
+
+    Criterion R is superseded by S when S has a finding (a level), that level is at least
+    as strong as the one R would have had, and every fact on R's decisive branches is on
+    S's decisive branches (``explain.decisive``)."""
+    from .explain import decisive_comparisons, evaluate
+
+    findings = {i for i, r in enumerate(results) if r.level is not None and r.status != "unknown"}
+    if not findings:
+        return results
+    params = plan.params
+    reads: dict[int, frozenset[str]] = {}
+
+    def decisive_facts(index: int) -> frozenset[str]:
+        if index not in reads:
+            criterion, status = plan.criteria[index].criterion, results[index].status
+            use_not_met_when = status == "not_met" and criterion.not_met_when is not None
+            condition = criterion.not_met_when if use_not_met_when else criterion.when
+            assert condition is not None
+            tree = evaluate(condition, facts, params)
+            reads[index] = frozenset(n.condition.fact for n in decisive_comparisons(tree))  # type: ignore[union-attr]
+        return reads[index]
+
+    out = list(results)
+    for i, result in enumerate(results):
+        if result.level is not None or result.status == "unknown":
+            continue
+        other = "met" if result.status == "not_met" else "not_met"
+        would = level(result.effect, other)
+        if would is None:
+            continue
+        for j in plan.criteria[i].rivals:
+            stronger = results[j].level
+            if j in findings and stronger is not None and _RANK[stronger] <= _RANK[would]:
+                mine = decisive_facts(i)
+                if mine and mine <= decisive_facts(j):
+                    out[i] = result._replace(superseded_by=results[j].id)
+                    break
+    return tuple(out)
+
+
 def _evidence(sheet: FactSheet, facts: tuple[str, ...]) -> list[dict[str, str]]:
     """The evidence of ``facts``, each item once (a new list)."""
     found = sheet.evidence
@@ -415,12 +483,28 @@ def _not_checked(results: tuple[CriterionResult, ...], unknown: list[CriterionRe
 
 
 def _recommendations(results: tuple[CriterionResult, ...], outcome: Outcome) -> list[str]:
-    """Urgent first, then by the outcome level each result contributes; the next step last."""
+    """Urgent first, then by the outcome level each result contributes; the next step last.
+
+    They follow the outcome: an ineligible patient gets only the steps of what excludes
+    them (and anything urgent), not "baseline ECG before the first infusion"; while
+    information or a review is pending, a caution's step applies only if the patient goes
+    ahead, and says so."""
     advised = [r for r in results if r.recommendation]
+    if outcome == Outcome.ineligible:
+        advised = [r for r in advised if r.urgent or r.level == Outcome.ineligible]
     advised.sort(key=_priority)  # stable: ties keep the criteria order
-    return _unique(
-        [f"{'URGENT: ' if r.urgent else ''}{r.recommendation}" for r in advised] + [_NEXT_STEP[outcome]]
-    )
+    pending = outcome in (Outcome.needs_information, Outcome.needs_review)
+    return _unique([_step(r, pending) for r in advised] + [_NEXT_STEP[outcome]])
+
+
+def _step(result: CriterionResult, pending: bool) -> str:
+    text = result.recommendation or ""
+    if result.urgent:
+        return f"URGENT: {text}"
+    if pending and result.level == Outcome.eligible_with_cautions:
+        lowered = text[:1].lower() + text[1:] if text[1:2].islower() else text
+        return f"If the patient goes ahead: {lowered}"
+    return text
 
 
 def _priority(result: CriterionResult) -> tuple[bool, int]:
