@@ -281,7 +281,9 @@ def _scan_output(out: Path) -> Written:
 @contextmanager
 def _opened(out: Path, append_at: int | None, mode: int) -> Iterator[LineWriter]:
     try:
-        writer = LineWriter(out, append_at=append_at, mode=mode) if str(out) != STDOUT else LineWriter.stdout()
+        writer = (
+            LineWriter(out, append_at=append_at, mode=mode) if str(out) != STDOUT else LineWriter.stdout()
+        )
     except OSError as error:
         raise _os_error(error, out) from None
     with writer:
