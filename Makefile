@@ -50,7 +50,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/screening rules test
+	$(BIN)/screening rules test --coverage --min-coverage 100
 	$(BIN)/pytest
 
 clean:

@@ -200,7 +200,7 @@ def current_medication(view: RecordView, args: Mapping[str, Any]) -> Finding:
             return Finding({"value": None, "names": None}, blocked_by=blocked)
         return Finding({"value": False, "names": "none"})
     evidence = [
-        Evidence(f"{m.name}" + (f" {m.daily_dose_mg:g} mg/day" if m.daily_dose_mg else ""), None, m.source)
+        Evidence(f"{m.name}" + (f", {m.daily_dose_mg:g} mg/day" if m.daily_dose_mg else ""), None, m.source)
         for m in hits
     ]
     return Finding({"value": True, "names": ", ".join(m.name for m in hits)}, evidence)
@@ -238,7 +238,7 @@ def equivalent_daily_dose(view: RecordView, args: Mapping[str, Any]) -> Finding:
         mg = Decimal(repr(med.daily_dose_mg)) * Decimal(repr(value_set.dose_factors[ingredient]))
         evidence.append(
             Evidence(
-                f"{med.name} {med.daily_dose_mg:g} mg/day ≈ {float(mg):g} mg equivalent", None, med.source
+                f"{med.name}, {med.daily_dose_mg:g} mg/day ≈ {float(mg):g} mg equivalent", None, med.source
             )
         )
         total += mg

@@ -1,6 +1,6 @@
 """The decision: an outcome, every criterion's result with its reasons, and what to do next.
 
-Outcome precedence is exactly that of ``criteria.md``:
+Outcome precedence is exactly that of the clinical specification (README, "The decision"):
 
 1. ``ineligible``: an ``exclude`` criterion is met, or a ``require`` criterion is not met;
 2. ``needs_information``: a ``require``, ``exclude``, ``review`` or ``indication``

@@ -7,7 +7,7 @@
 
 Each record is a plain dict in the schema of :class:`screening.record.Record`, one per
 Patient; its id is the Patient id and every item names its resource (``"source"``). The
-mapping (``fhir-mapping.md``) lives in :mod:`screening.fhir_map` and
+mapping (``docs/reading-rules.md``) lives in :mod:`screening.fhir_map` and
 :mod:`screening.fhir_observations` (one resource at a time) and
 :mod:`screening.fhir_assemble` (one patient at a time); the code lists come from the rule
 set's value sets (:mod:`screening.fhir_terms`); Bulk Data exports are streamed by

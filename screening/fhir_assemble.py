@@ -8,7 +8,7 @@
 * repeated orders or sessions of the same drug or procedure become one treatment trial,
   from the earliest start to the last recorded date. Its outcome is a documented failure if
   any order records one, else ``ongoing`` if one is active, else the documented outcome,
-  else ``unknown``, and then possibly *inferred* failed (fhir-mapping.md: the trial lasted
+  else ``unknown``, and then possibly *inferred* failed (docs/reading-rules.md: the trial lasted
   at least the rule set's minimum and a high pain score was recorded after it ended);
 * every item is checked against the record model here, so an implausible value (a BP of
   300/20) is left out with a note instead of making the whole record invalid;
@@ -220,7 +220,7 @@ def merge_trial(
         "outcome": outcome,
         "source": decisive["item"]["source"],
     }
-    # The inference is for a trial that stopped with no reason recorded (fhir-mapping.md):
+    # The inference is for a trial that stopped with no reason recorded (docs/reading-rules.md):
     # one stopped for a reason that is not a failure (cost, course completed) stays unknown.
     stated = any(m.get("stopped_for") for m in members)
     if outcome == "unknown" and not stated and inferred_failure(trial, pain_scores, terms):
@@ -229,7 +229,7 @@ def merge_trial(
 
 
 def inferred_failure(trial: dict[str, Any], pain_scores: list[dict[str, Any]], terms: FhirTerms) -> bool:
-    """fhir-mapping.md's inference: long enough a trial, and high pain recorded after it ended."""
+    """docs/reading-rules.md's inference: long enough a trial, and high pain recorded after it ended."""
     start, end = trial.get("start"), trial.get("end")
     if not terms.infer or not start or not end:
         return False

@@ -1,4 +1,4 @@
-"""One FHIR resource to the pieces of a native record, as ``fhir-mapping.md`` lays out.
+"""One FHIR resource to the pieces of a native record, as ``docs/reading-rules.md`` lays out.
 
 :func:`extract` turns one resource into *partials*: small JSON-able dicts, each a record
 item with the resource it came from (``"source": "Condition/abc"``). Partials need no other
@@ -147,7 +147,7 @@ def _condition(res: Mapping[str, Any], terms: FhirTerms, source: str, _: Medicat
             for c in usable
         )
     ):
-        # fhir-mapping.md, "Pregnancy": a pregnancy Condition that has abated does not count,
+        # docs/reading-rules.md, "Pregnancy": a pregnancy Condition that has abated does not count,
         # whatever its clinicalStatus says. Other conditions keep theirs: a relapse or
         # recurrence is recorded with the earlier abatement it follows.
         status = "resolved"

@@ -115,7 +115,7 @@ def measured(
     The value of an observation or component (valueQuantity, valueInteger, valueDecimal or
     a numeric valueString), or the Quantity at ``quantity`` (a reference range's ``high``).
     It is converted where its unit is known (kPa to mmHg, lb to kg) and never rounded:
-    thresholds compare what was recorded (criteria.md, "Values are compared as recorded").
+    thresholds compare what was recorded (docs/reading-rules.md, "Values are compared as recorded").
     Without a unit, ``assumed_unit`` is taken, else the value is read only for the kinds
     of :data:`UNITLESS`. Returns the value, or None and a note saying why a value that is
     there is not used (a unit the screener does not know, no unit where one is needed).

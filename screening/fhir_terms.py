@@ -1,7 +1,7 @@
 """What the FHIR reader needs from the rule set, and typed access to FHIR JSON.
 
 :class:`FhirTerms` gathers, once per rule set, the value sets and parameters that
-``fhir-mapping.md`` names: the observation codes, the pain-condition and treatment-class
+``docs/reading-rules.md`` names: the observation codes, the pain-condition and treatment-class
 sets (the ones the ``primary_pain_condition`` and ``treatment_classes`` aggregates use), and the sets of
 ``rules/valuesets/fhir.yaml`` (trial outcomes, answer codes). No code list lives here.
 
@@ -104,7 +104,7 @@ class Concept:
         )
 
     def words(self) -> str:
-        """Text and displays, for the word matching that fhir-mapping.md allows."""
+        """Text and displays, for the word matching that docs/reading-rules.md allows."""
         return " ; ".join(filter(None, [self.text, *(c.display for c in self.codings)]))
 
 
@@ -251,7 +251,7 @@ class FhirTerms:
                         0,
                         0,
                         "missing_value_set",
-                        f"reading FHIR needs the value sets {missing} (see fhir-mapping.md)",
+                        f"reading FHIR needs the value sets {missing} (see docs/reading-rules.md)",
                     )
                 ]
             )
@@ -338,7 +338,7 @@ class FhirTerms:
 
         Every coding is tried, not only the first (a branded product code the code lists
         do not hold often comes before its ingredient), then the text and every display
-        (fhir-mapping.md's fallback). The name is the concept's label, with the display
+        (docs/reading-rules.md's fallback). The name is the concept's label, with the display
         that matched added where the label does not hold it ("Xanax 0.5mg (alprazolam)"),
         so that the record's item matches the same code lists.
         """

@@ -94,7 +94,7 @@ def test_breastfeeding_not_recorded_is_said_and_not_noted_for_men(screener: Scre
     decision = screener.screen(eligible_record(breastfeeding=None), as_of=AS_OF)
     result = decision.criterion("REV-BREASTFEEDING")
     assert result.status == "not_met"
-    assert result.reason == "breastfeeding: not applicable (sex male)"
+    assert result.reason == "not applicable (sex male)"
     assert not any("breastfeeding" in note for note in decision.not_checked)
     woman = eligible_record(breastfeeding=None, sex="female", birth_date="1990-06-21")
     woman["pregnancy_status"] = [{"status": "not_pregnant", "date": "2026-11-12"}]

@@ -60,7 +60,7 @@ def test_existing_outputs_are_narrowed_too(patients: Path, tmp_path: Path) -> No
     for name in ("out.jsonl", "report.html", "summary.csv"):
         (tmp_path / name).write_text("old")
         (tmp_path / name).chmod(0o666)
-    for path in _batch(patients, tmp_path):
+    for path in _batch(patients, tmp_path, "--force"):
         assert mode_of(path) == 0o600, path
         assert path.read_text() != "old"
 

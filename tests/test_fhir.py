@@ -1,4 +1,4 @@
-"""Reading FHIR R4 (screening.fhir*): the mapping of fhir-mapping.md, real data, Bulk Data.
+"""Reading FHIR R4 (screening.fhir*): the mapping of docs/reading-rules.md, real data, Bulk Data.
 
 Fixtures are copies of public data (tests/fixtures/fhir, each folder with its SOURCE.txt);
 adding a file there adds a case to the parametrized tests.

@@ -138,10 +138,11 @@ def test_a_batch_that_fails_before_its_first_record_leaves_the_old_output(tmp_pa
     assert out.read_bytes() == b'{"earlier": "run"}\n'
 
 
-def test_a_batch_with_nothing_to_screen_still_replaces_the_output(tmp_path: Path) -> None:
+def test_a_batch_with_nothing_to_screen_is_refused_and_keeps_the_output(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"earlier": "run"}\n')
-    result = run_batch([empty], out, rules=RULES, as_of=AS_OF, workers=1)
-    assert result.records == 0 and out.read_bytes() == b""
+    with pytest.raises(InputError, match="no records were read"):
+        run_batch([empty], out, rules=RULES, as_of=AS_OF, workers=1, force=True)
+    assert out.read_bytes() == b'{"earlier": "run"}\n'

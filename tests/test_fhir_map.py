@@ -1,4 +1,4 @@
-"""Treatment trials and pregnancy from FHIR resources, as fhir-mapping.md reads them.
+"""Treatment trials and pregnancy from FHIR resources, as docs/reading-rules.md reads them.
 
 Each case screens through the real rule set and durable-rules.
 """

@@ -1,4 +1,4 @@
-"""Observation values are read as recorded, in known units (fhir-mapping.md, "Values and units").
+"""Observation values are read as recorded, in known units (docs/reading-rules.md, "Values and units").
 
 Every case screens through the real rule set and durable-rules, and compares the FHIR
 reading of a value with the native record that holds the same value.

@@ -30,7 +30,7 @@ from screening.windows import add_months
 from .conftest import eligible_record
 from .test_fhir import _comparable, to_bundle
 
-EXAMPLES = int(os.environ.get("SCREENING_PROPERTY_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("SCREENING_PROPERTY_EXAMPLES", "200"))
 
 # Month ends and a leap day, so calendar-month windows clamp.
 AS_OF_DATES = [date(2026, 11, 22), date(2026, 3, 31), date(2025, 2, 28), date(2024, 2, 29), date(2026, 8, 31)]

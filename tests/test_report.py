@@ -279,7 +279,7 @@ def test_the_report_speaks_to_a_clinical_lead(run: Path) -> None:
     html = (run / "report.html").read_text()
     visible = re.sub(r"<[^>]*>", " ", html.split('id="summary-data"')[0])  # text, not attributes
     assert "record []" not in visible and "snri_tca" not in visible
-    assert "record \u201cnone\u201d if there is none" in html
+    assert "say so explicitly if there is none" in html
     assert not re.search(r'<td class="num">(True|False)', html)
     assert re.search(r"fhir_infer_failed_trials</code></td><td class=\"num\">(yes|no)</td>", html)
     # labels wrap onto more lines rather than being cut, so nothing is lost in print

@@ -87,4 +87,4 @@ def test_every_fact_on_a_list_that_can_be_blank_says_which_answer_settles_it(scr
     named = {fact.args["answered_by"] for fact in ruleset.facts.values() if "answered_by" in fact.args}
     assert named == {"psychiatric_history", "substance_use_history", "conditions", "medications", "allergies"}
     assert set(ruleset.answers) == set(ANSWER_FIELDS)
-    assert "[]" in ruleset.answers["conditions"]
+    assert "say so explicitly if there are none" in ruleset.answers["conditions"]
