@@ -500,19 +500,19 @@ def has_diagnosis(view: RecordView, args: Mapping[str, Any]) -> Finding:
     list settles it as met, even with the ``answered_by`` list blank.
     """
     record, as_of = view.record, view.as_of
-    within = args.get("onset_within_months")
-    before = args.get("onset_before_months")
+    within, before = args.get("onset_within_months"), args.get("onset_before_months")
+    recent = None if within is None else Window.months(within)
+    earlier = None if before is None else Window.months(before)
     hits, undated = [], []
     for dx in _matching(view, args["value_sets"], args.get("statuses")):
-        if within is None and before is None:
+        if recent is None and earlier is None:
             hits.append(dx)
         elif dx.onset is None:
             undated.append(dx)
-        else:
-            if (within is None or Window.months(within).contains(dx.onset, as_of)) and (
-                before is None or Window.months(before).before(dx.onset, as_of)
-            ):
-                hits.append(dx)
+        elif (recent is None or recent.contains(dx.onset, as_of)) and (
+            earlier is None or earlier.before(dx.onset, as_of)
+        ):
+            hits.append(dx)
     if hits:
         names = "; ".join(_label(dx) for dx in hits)
         return Finding({"value": True, "names": names}, [_dx_evidence(dx) for dx in hits])
@@ -562,10 +562,9 @@ def active_within(view: RecordView, args: Mapping[str, Any]) -> Finding:
         return Finding({"value": True, "names": names, "shown": "active now"}, evidence)
     if latest is not None:
         shown = f"{_iso(latest)}, {elapsed_text(latest, as_of)} ago"
-        if window.contains(latest, as_of) or not undated:
-            return Finding(
-                {"value": window.contains(latest, as_of), "names": names, "shown": shown}, evidence
-            )
+        in_window = window.contains(latest, as_of)
+        if in_window or not undated:
+            return Finding({"value": in_window, "names": names, "shown": shown}, evidence)
         return Finding({"value": None, "names": names, "shown": f"{shown}; another is not dated"}, evidence)
     if undated:
         return Finding({"value": None, "names": names, "shown": "not dated"}, evidence)
