@@ -9,13 +9,13 @@ generated records with the same compiled rules. Only the step that decides which
 fire differs:
 
 ``batch, 1 worker`` / ``batch, 2 workers``
-    ``screening.batch.run_batch``, end to end (rule loading, worker start-up, output file).
+    ``screening.batch.run.run_batch``, end to end (rule loading, worker start-up, output file).
 ``batch --compact, ...``
     the same, writing compact decisions (``screening batch --compact``).
 ``in-process, engine``
-    one Screener in this process: the durable-rules C-level path of ``screening.engine``.
+    one Screener in this process: the durable-rules C-level path of ``screening.engine.durable``.
 ``in-process, plain Python``
-    the same, deciding with ``screening.compiler.python_rules``: the compiled rules as plain
+    the same, deciding with ``screening.engine.compiler.python_rules``: the compiled rules as plain
     Python closures, built once (no engine).
 ``in-process, Host API``
     the same, deciding with the naive durable-rules ``Host`` API: ``assert_fact`` and
@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from screening import Screener  # noqa: E402
-from screening.batch import run_batch  # noqa: E402
-from screening.compiler import python_rules  # noqa: E402
+from screening.batch.run import run_batch  # noqa: E402
+from screening.batch.synthetic import write_records  # noqa: E402
+from screening.engine.compiler import python_rules  # noqa: E402
 from screening.errors import NotScreened, ScreeningError  # noqa: E402
-from screening.generate import write_records  # noqa: E402
 
 AS_OF = "2026-11-22"
 Fired = Callable[[Mapping[str, Any]], frozenset[str]]
@@ -148,7 +148,7 @@ def batch(path: Path, workers: int, out: Path, compact: bool = False) -> dict[st
 
 def engine_only(screener: Screener, lines: list[bytes], deciders: dict[str, Fired]) -> dict[str, float]:
     """Microseconds per record of the deciding step alone, over precomputed facts."""
-    from screening.facts import compute_facts
+    from screening.engine.facts import compute_facts
     from screening.screener import parse_as_of
 
     day = parse_as_of(AS_OF)
@@ -173,7 +173,7 @@ STEPS = ("parse JSON", "validate", "facts", "engine", "decision", "as_dict", "se
 def steps(screener: Screener, lines: list[bytes], rounds: int = 2) -> dict[str, float]:
     """Microseconds per record of each step of the in-process path (the last round counts)."""
     from screening.decision import decide
-    from screening.facts import compute_facts
+    from screening.engine.facts import compute_facts
     from screening.screener import parse_as_of
 
     day = parse_as_of(AS_OF)
@@ -291,7 +291,7 @@ def main() -> None:
         screener,
         lines,
         {
-            "durable-rules C-level (screening.engine)": screener.engine.fired,
+            "durable-rules C-level (screening.engine.durable)": screener.engine.fired,
             "plain Python (python_rules closures)": plain_python(screener),
             "durable-rules Host API": host,
         },

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from screening import Screener, ScreeningError  # noqa: E402
-from screening.generate import generate_records  # noqa: E402
+from screening.batch.synthetic import generate_records  # noqa: E402
 from screening.record import Record, parse_record  # noqa: E402
 
 AS_OF = date(2026, 11, 22)

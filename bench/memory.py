@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from screening.generate import write_records  # noqa: E402
+from screening.batch.synthetic import write_records  # noqa: E402
 
 AS_OF = "2026-11-22"
 

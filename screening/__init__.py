@@ -8,8 +8,8 @@ its reasons, sources, missing data and next steps.
     >>> decision.outcome
 """
 
-from .decision import CriterionResult, Decision, Outcome
-from .errors import (
+from screening.decision import CriterionResult, Decision, Outcome
+from screening.errors import (
     EngineError,
     FieldProblem,
     InputError,
@@ -19,10 +19,13 @@ from .errors import (
     RuleSetError,
     ScreeningError,
 )
-from .fhir import bulk_records, bundle_records, is_fhir
-from .record import Record, parse_record
-from .ruleset import RuleSet, load_ruleset
-from .screener import Screener, default_rules_dir
+from screening.fhir.bulk import bulk_records
+from screening.fhir.bundle import bundle_records, is_fhir
+from screening.intake import Screener
+from screening.record import Record, parse_record
+from screening.ruleset.loading import load_ruleset
+from screening.ruleset.model import RuleSet
+from screening.screener import default_rules_dir
 
 __all__ = [
     "CriterionResult",

@@ -1,5 +1,5 @@
 """``python -m screening``: the ``screening`` command, for when its script is not on PATH."""
 
-from .cli import main
+from screening.cli import main
 
 main(prog_name="screening")

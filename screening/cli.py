@@ -11,8 +11,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import click
 
-from .batch_inputs import FORMATS
-from .errors import InputError, RecordError, RuleSetError, ScreeningError, clip
+from screening.batch.inputs import FORMATS
+from screening.errors import InputError, RecordError, RuleSetError, ScreeningError, clip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,8 +67,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         return
     from importlib.metadata import version
 
-    from .ruleset import load_ruleset
-    from .screener import default_rules_dir
+    from screening.ruleset.loading import load_ruleset
+    from screening.screener import default_rules_dir
 
     try:
         ruleset = load_ruleset(default_rules_dir())
@@ -141,9 +141,9 @@ def check(
       cat record.json | screening check - --format json
       screening check tests/fixtures/fhir/synthea-r4-bundles/<patient>.json --as-of 2021-06-01
     """
-    from .cdshooks import is_hook_request
-    from .fhir import is_fhir
-    from .screener import Screener, load_json, not_a_record
+    from screening.fhir.bundle import is_fhir
+    from screening.intake import Screener, is_hook_request
+    from screening.record import load_json, not_a_record
 
     source = "<stdin>" if file == "-" else file
     try:
@@ -169,7 +169,7 @@ def check(
     if output_format == "json":
         click.echo(decision.to_json(indent=True).decode())
     else:
-        from .render import render_text
+        from screening.present.text import render_text
 
         click.echo(render_text(decision, color=text.color, full=text.full), nl=False, color=text.color)
 
@@ -201,8 +201,8 @@ def _check_hook_request(
 
     JSON output is ``{"decision": ..., "cards": [...]}``; no data is fetched from fhirServer.
     """
-    from . import cdshooks
-    from .render import render_result
+    from screening.present.text import render_result
+    from screening.service import cdshooks
 
     hook = cdshooks.read_hook(data, source, any_hook=True)
     problem = hook.mismatch()
@@ -223,7 +223,7 @@ def _check_hook_request(
 
 def _echo_fhir_results(results: list[Any], output_format: str, text: _TextOptions) -> None:
     """Print each patient's decision; exit 1 after all of them if a record was invalid."""
-    from .render import render_result
+    from screening.present.text import render_result
 
     invalid = [r for r in results if isinstance(r, RecordError)]
     if output_format == "json":
@@ -262,8 +262,8 @@ def rules_validate(directory: Path | None, params_file: Path | None) -> None:
     Example:
       screening rules validate rules/ --params site.yaml
     """
-    from .ruleset import load_ruleset
-    from .screener import default_rules_dir
+    from screening.ruleset.loading import load_ruleset
+    from screening.screener import default_rules_dir
 
     ruleset = load_ruleset(directory or default_rules_dir(), params_file)
     click.echo(
@@ -310,8 +310,9 @@ def rules_test(
       screening rules test --coverage --min-coverage 100
       screening rules test -k pregnancy --format json --junit rule-tests.xml
     """
-    from .casetests import load_cases, run_directory
-    from .screener import Screener, default_rules_dir
+    from screening.authoring.casetests import load_cases, run_directory
+    from screening.intake import Screener
+    from screening.screener import default_rules_dir
 
     directory = directory or default_rules_dir()
     try:
@@ -329,12 +330,12 @@ def rules_test(
     failed = [r for r in results if not r.passed]
     measured = None
     if coverage or min_coverage is not None:
-        from .coverage import measure
+        from screening.authoring.coverage import measure
 
         measured = measure(screener.ruleset, [r.decision for r in results if r.decision is not None])
     below = measured is not None and min_coverage is not None and measured.percent < min_coverage
     if junit:
-        from .coverage import junit_xml
+        from screening.authoring.coverage import junit_xml
 
         junit.write_bytes(junit_xml(results))
     if output_format == "json":
@@ -393,10 +394,10 @@ def rules_show(
       screening rules show EXC-PSYCHOSIS rules/ --params site.yaml --codes
       screening rules show --compiled > compiled.json
     """
-    from .compiler import compile_ruleset
-    from .ruleset import load_ruleset
-    from .ruleshow import find_criterion, show_criterion
-    from .screener import default_rules_dir
+    from screening.authoring.show import find_criterion, show_criterion
+    from screening.engine.compiler import compile_ruleset
+    from screening.ruleset.loading import load_ruleset
+    from screening.screener import default_rules_dir
 
     directories = [t for t in targets if Path(t).is_dir()]
     ids = [t for t in targets if t not in directories]
@@ -466,9 +467,10 @@ def explain(
       screening explain examples/ineligible.json --criterion EXC-BP-UNCONTROLLED --as-of 2026-11-22
       screening explain examples/needs_information.json -c INC-REFRACTORY --fails --format json
     """
-    from .explain import explain_decision
-    from .fhir import is_fhir
-    from .screener import Screener, load_json, not_a_record
+    from screening.engine.explain import explain_decision
+    from screening.fhir.bundle import is_fhir
+    from screening.intake import Screener
+    from screening.record import load_json, not_a_record
 
     source = getattr(file, "name", "<stdin>")
     data = load_json(file.read(), source=source)
@@ -515,7 +517,7 @@ def schema() -> None:
     Example:
       screening schema > record.schema.json
     """
-    from .record import Record
+    from screening.record import Record
 
     click.echo(json.dumps(Record.model_json_schema(), indent=2))
 
@@ -610,9 +612,9 @@ def batch(
       screening batch examples/ --out - --as-of 2026-11-22      # a folder of JSON records
       screening batch big.jsonl --out results.jsonl --compact --workers 8
     """
-    from .batch import run_batch
-    from .batch_output import prepare_output
-    from .report import write_csv, write_html
+    from screening.batch.output import prepare_output
+    from screening.batch.run import run_batch
+    from screening.present.report import write_csv, write_html
 
     progress = not quiet and sys.stderr.isatty()
     try:
@@ -722,7 +724,7 @@ def impact(
       screening impact cohort.jsonl --rules new-rules/ --baseline-rules rules/ \\
           --as-of 2026-11-22 --out changes.jsonl --report impact.html
     """
-    from .impact import run_impact, write_report
+    from screening.authoring.impact import run_impact, write_report
 
     progress = not quiet and sys.stderr.isatty()
     try:
@@ -780,7 +782,7 @@ def generate(count: int, seed: int, as_of: str | None, out: Path, output_format:
       screening generate --count 100000 --seed 7 --as-of 2026-11-22 --out patients.jsonl
       screening generate -n 500 --format csv --out registry.csv
     """
-    from .generate import write_records
+    from screening.batch.synthetic import write_records
 
     write_records(out, count, seed, as_of, output_format)
 
@@ -854,9 +856,9 @@ def serve(
     """
     import os
 
-    from .ruleset import load_ruleset
-    from .screener import default_rules_dir
-    from .server import serve as run
+    from screening.ruleset.loading import load_ruleset
+    from screening.screener import default_rules_dir
+    from screening.service.app import serve as run
 
     if token_given is not None:
         raise click.UsageError(

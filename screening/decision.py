@@ -23,12 +23,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .aggregates import Evidence, FactValue
-from .conditions import Condition, comparisons, kleene
-from .facts import FactSheet
-from .record import Record
-from .ruleset import Criterion, RuleSet
-from .templates import Template
+from screening.aggregates.base import Evidence, FactValue
+from screening.engine.facts import FactSheet
+from screening.record import Record
+from screening.ruleset.conditions import Condition, comparisons, kleene
+from screening.ruleset.model import Criterion, RuleSet
+from screening.ruleset.templates import Template
 
 
 class Outcome(StrEnum):
@@ -403,7 +403,7 @@ def _mark_superseded(
     Criterion R is superseded by S when S has a finding (a level), that level is at least
     as strong as the one R would have had, and every fact on R's decisive branches is on
     S's decisive branches (``explain.decisive``)."""
-    from .explain import decisive_comparisons, evaluate
+    from screening.engine.explain import decisive_comparisons, evaluate
 
     findings = {i for i, r in enumerate(results) if r.level is not None and r.status != "unknown"}
     if not findings:

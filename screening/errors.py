@@ -12,7 +12,7 @@
     ├── NotScreened                a valid record that must not be screened (a deceased
     │                              patient); reported as such, never as an outcome
     └── EngineError                durable-rules failed or contradicted itself; raised only
-                                   by screening.engine, which maps every engine failure here
+                                   by screening.engine.durable, which maps every engine failure here
 
 A user never sees a raw pydantic, YAML or engine traceback: each is translated into one of
 these where it happens, and the CLI, the HTTP service and the batch runner print them.

@@ -35,6 +35,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -50,7 +51,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from .errors import MAX_PROBLEMS, FieldProblem, RecordError, clip
+from screening.errors import MAX_PROBLEMS, FieldProblem, InputError, RecordError, clip
 
 MAX_LIST_ITEMS = 10_000
 """The most items any list of a record may hold: far above any real patient (a blood
@@ -386,8 +387,6 @@ def parse_record(data: Any, as_of: date) -> Record:
     one set of rules whichever way a record comes in.
     """
     if isinstance(data, (str, bytes)):
-        from .screener import load_json, not_a_record  # the screener imports this module
-
         data = load_json(data)
         if not isinstance(data, dict):
             raise not_a_record(data)
@@ -607,3 +606,22 @@ def _record_id_of(data: Any) -> str | None:
         value = data.get("id")
         return str(value) if value is not None else None
     return None
+
+
+def load_json(data: str | bytes, source: str | None = None) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        # line:column, so that a broken file is reported as file:line:col.
+        raise InputError(f"not valid JSON: {error.msg}", source, f"{error.lineno}:{error.colno}") from None
+
+
+def json_type(value: object) -> str:
+    """A parsed JSON value's type, in JSON's words ("a string", "an array", "null")."""
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def not_a_record(value: object, source: str | None = None) -> InputError:
+    """The error for parsed JSON that is not an object, so cannot be a record."""
+    return InputError(f"a record must be a JSON object, not {json_type(value)}", source)

@@ -11,23 +11,21 @@ serialised), but durable-rules holds the GIL, so use one Screener per process to
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .aggregates import DiagnosisClassifier
-from .compiler import StatusReader, compile_ruleset
-from .decision import Decision, decide
-from .engine import Engine
-from .errors import EngineError, InputError, NotScreened, RecordError
-from .facts import FactSheet, compute_facts, plan
-from .record import Record, parse_record
-from .ruleset import RuleSet, load_ruleset
+from screening.aggregates.base import DiagnosisClassifier
+from screening.decision import Decision, decide
+from screening.engine.compiler import StatusReader, compile_ruleset
+from screening.engine.durable import Engine
+from screening.engine.facts import FactSheet, compute_facts, plan
+from screening.errors import EngineError, InputError, NotScreened
+from screening.record import Record, load_json, not_a_record, parse_record
+from screening.ruleset.loading import load_ruleset
+from screening.ruleset.model import RuleSet
 
 
 def default_rules_dir() -> Path:
@@ -54,27 +52,8 @@ def parse_as_of(value: date | str | None) -> date:
         raise InputError(f"as_of {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
-def load_json(data: str | bytes, source: str | None = None) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        # line:column, so that a broken file is reported as file:line:col.
-        raise InputError(f"not valid JSON: {error.msg}", source, f"{error.lineno}:{error.colno}") from None
-
-
-def json_type(value: object) -> str:
-    """A parsed JSON value's type, in JSON's words ("a string", "an array", "null")."""
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def not_a_record(value: object, source: str | None = None) -> InputError:
-    """The error for parsed JSON that is not an object, so cannot be a record."""
-    return InputError(f"a record must be a JSON object, not {json_type(value)}", source)
-
-
-class Screener:
-    """Screens patient records against one rule set."""
+class RecordScreener:
+    """Screens native records against one rule set (FHIR and CDS Hooks input: :class:`screening.intake.Screener`)."""
 
     def __init__(
         self,
@@ -101,55 +80,6 @@ class Screener:
             raise NotScreened(validated.id, "the patient is recorded as deceased")
         sheet = compute_facts(self.ruleset, validated, day, self._classify, self._plan)
         return decide(self.ruleset, validated, day, sheet, self.statuses(sheet))
-
-    def screen_fhir(
-        self, data: Mapping[str, Any], as_of: date | str | None = None, source: str | None = None
-    ) -> list[Decision | NotScreened | RecordError]:
-        """Screen each Patient of a FHIR Bundle (or resource): its decision, or why there is none.
-
-        A malformed resource fails only its own patient: that patient's result is a
-        RecordError naming the resource and the field (one whose patient cannot be told is
-        a RecordError of its own). Raises InputError when the input is not readable FHIR
-        or holds no Patient.
-        """
-        from .fhir import read_bundle
-
-        day = parse_as_of(as_of)
-        found = read_bundle(data, self.ruleset, source, strict=False)
-        if not any(item.record for item in found):
-            # Only unreadable entries: the input is not readable FHIR, not a patient's bad record.
-            unreadable = [item.error for item in found if item.error is not None]
-            raise (
-                unreadable[0]
-                if unreadable
-                else InputError("the FHIR input holds no Patient resource", source)
-            )
-        out: list[Decision | NotScreened | RecordError] = []
-        for item in found:
-            failed = item.failure()
-            if failed is not None:
-                out.append(failed)
-                continue
-            try:
-                out.append(self.screen_fhir_record(item.record, day, item.notes))
-            except (NotScreened, RecordError) as error:
-                out.append(error)
-        return out
-
-    def screen_fhir_record(
-        self, record: Mapping[str, Any], as_of: date | str | None = None, notes: Sequence[str] = ()
-    ) -> Decision:
-        """Screen a record read from FHIR; items dated after ``as_of`` are left out and noted.
-
-        The notes (what was read but not used) are in the decision's ``input_notes``.
-        """
-        from .fhir_assemble import clip_to
-        from .fhir_terms import terms_for
-
-        day = parse_as_of(as_of)
-        clipped, dropped = clip_to(dict(record), day, terms_for(self.ruleset))
-        decision = self.screen(clipped, day)
-        return replace(decision, extra={**decision.extra, "input_notes": [*notes, *dropped]})
 
     def validate(self, record: Record | Mapping[str, Any] | str | bytes, as_of: date) -> Record:
         """The record validated against the screening date (a Record is checked again)."""

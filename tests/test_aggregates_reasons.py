@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from screening import Screener
-from screening.facts import FactSheet, compute_facts
+from screening.engine.facts import FactSheet, compute_facts
 from screening.record import parse_record
 
 from .conftest import AS_OF, eligible_record

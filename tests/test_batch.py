@@ -13,12 +13,12 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from screening.batch import run_batch
-from screening.batch_csv import CSV_COLUMNS
-from screening.batch_inputs import detect_format
+from screening.batch.csv_layout import CSV_COLUMNS
+from screening.batch.inputs import detect_format
+from screening.batch.run import run_batch
+from screening.batch.synthetic import generate_records, write_records
 from screening.cli import main
 from screening.errors import InputError
-from screening.generate import generate_records, write_records
 
 from .conftest import AS_OF, ROOT, RULES
 

@@ -11,14 +11,14 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-import screening.batch as batch
-from screening.batch import run_batch
-from screening.batch_inputs import input_size
-from screening.batch_pool import WorkerPool
+import screening.batch.run as batch
+from screening.batch.inputs import input_size
+from screening.batch.pool import WorkerPool
+from screening.batch.run import run_batch
+from screening.batch.synthetic import write_records
 from screening.cli import main
 from screening.errors import InputError
-from screening.generate import write_records
-from screening.ruleset import load_ruleset
+from screening.ruleset.loading import load_ruleset
 
 from .conftest import AS_OF, ROOT, RULES
 
@@ -134,7 +134,7 @@ def test_ctrl_c_after_the_last_record_is_not_an_interruption(
 
 
 def batch_output_writer() -> type:
-    from screening.batch_output import LineWriter
+    from screening.batch.output import LineWriter
 
     return LineWriter
 

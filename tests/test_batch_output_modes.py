@@ -12,8 +12,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from screening.batch import run_batch
-from screening.batch_output import OUTPUT_MODE, LineWriter
+from screening.batch.output import OUTPUT_MODE, LineWriter
+from screening.batch.run import run_batch
 from screening.cli import main
 
 from .conftest import AS_OF, RULES, eligible_record

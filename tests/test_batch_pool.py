@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from screening.batch_inputs import Item
-from screening.batch_pool import WorkerPool
-from screening.batch_worker import Chunk, ChunkResult, init_worker, screen_chunk
+from screening.batch.inputs import Item
+from screening.batch.pool import WorkerPool
+from screening.batch.synthetic import generate_records
+from screening.batch.worker import Chunk, ChunkResult, init_worker, screen_chunk
 from screening.errors import EngineError
-from screening.generate import generate_records
-from screening.ruleset import load_ruleset
+from screening.ruleset.loading import load_ruleset
 
 from .conftest import AS_OF, RULES
 

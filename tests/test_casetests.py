@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from screening.casetests import load_cases
+from screening.authoring.casetests import load_cases
 from screening.cli import main
 
 from .conftest import RULES

@@ -1,4 +1,4 @@
-"""CDS Hooks (screening.cdshooks, over screening.server): discovery, cards, prefetch, fetching.
+"""CDS Hooks (screening.service.cdshooks, over screening.service.app): discovery, cards, prefetch, fetching.
 
 The spec examples and the CDC opioid CDS requests are copies in tests/fixtures/fhir; the
 FHIR server that missing prefetch is fetched from is a fake one on 127.0.0.1.
@@ -17,11 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from screening import InputError, Screener
-from screening.cdshooks import PREFETCH_TYPES, SERVICE_ID
 from screening.decision import Decision
-from screening.fhir_fetch import FhirFetcher
-from screening.screener import load_json
-from screening.server import create_app
+from screening.record import load_json
+from screening.service.app import create_app
+from screening.service.cdshooks import PREFETCH_TYPES, SERVICE_ID
+from screening.service.fhir_fetch import FhirFetcher
 
 from .conftest import AS_OF
 from .test_fhir import FIXTURES, NATIVE_CASES, _comparable, bundle, to_bundle

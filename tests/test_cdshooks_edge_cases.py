@@ -15,10 +15,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from screening import Screener, cdshooks
-from screening.cdshooks import SUMMARY_LIMIT, _clip
-from screening.fhir_fetch import FhirFetcher
-from screening.server import create_app
+from screening import Screener
+from screening.service import cdshooks
+from screening.service.app import create_app
+from screening.service.cdshooks import SUMMARY_LIMIT, _clip
+from screening.service.fhir_fetch import FhirFetcher
 
 from .conftest import AS_OF
 from .test_cdshooks import SERVICE, check_cards, hook_request, prefetch_of

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screening import Screener
-from screening.compiler import (
+from screening.engine.compiler import (
     FACT_TYPE,
     MET,
     NOT_MET,
@@ -29,7 +29,8 @@ from screening.compiler import (
     python_rules,
     rule_name,
 )
-from screening.conditions import (
+from screening.errors import EngineError
+from screening.ruleset.conditions import (
     AllOf,
     AnyOf,
     Compare,
@@ -41,7 +42,6 @@ from screening.conditions import (
     operands,
     resolve,
 )
-from screening.errors import EngineError
 
 from .conftest import RULES
 

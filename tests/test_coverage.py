@@ -11,9 +11,9 @@ from xml.etree import ElementTree as ET
 from click.testing import CliRunner
 
 from screening import Screener
-from screening.casetests import run_directory
+from screening.authoring.casetests import run_directory
+from screening.authoring.coverage import measure
 from screening.cli import main
-from screening.coverage import measure
 
 from .conftest import AS_OF, RULES, eligible_record
 

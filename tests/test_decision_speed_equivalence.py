@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from screening import Screener
-from screening.aggregates import Evidence
+from screening.aggregates.base import Evidence
 from screening.decision import _PLANS, CriterionResult, _evidence, _plan_for, _unique_dicts
-from screening.facts import FactSheet
-from screening.ruleset import load_ruleset
-from screening.templates import Template
+from screening.engine.facts import FactSheet
+from screening.ruleset.loading import load_ruleset
+from screening.ruleset.templates import Template
 
 from .conftest import AS_OF, RULES, eligible_record
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from screening.batch import run_batch
-from screening.generate import write_records
-from screening.report import Summary
+from screening.batch.run import run_batch
+from screening.batch.synthetic import write_records
+from screening.present.report import Summary
 
 from .conftest import AS_OF, RULES
 
@@ -17,7 +17,7 @@ distributed = pytest.importorskip("dask.distributed", reason="the dask extra is 
 
 
 def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> None:
-    from screening.distributed import read_jsonl, screen_partitions, summarize
+    from screening.batch.distributed import read_jsonl, screen_partitions, summarize
 
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_records(first, 120, 8, AS_OF)
@@ -40,7 +40,7 @@ def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> N
         lines = results.compute()
         counts = summarize(results)
         pids = set(client.run(lambda: __import__("os").getpid()).values())
-        screeners = client.run(lambda: len(__import__("screening.distributed").distributed._screeners))
+        screeners = client.run(lambda: len(__import__("screening.batch.distributed").batch.distributed._screeners))
 
     assert lines == expected
     assert counts.as_dict() == Summary.from_jsonl(out).as_dict()
@@ -49,7 +49,7 @@ def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> N
 
 def test_byte_ranges_keep_every_line_once_in_order(tmp_path: Path) -> None:
     """Ranges cut anywhere, even inside a line or at a newline, give batch's positions and sources."""
-    from screening.distributed import read_jsonl
+    from screening.batch.distributed import read_jsonl
 
     path = tmp_path / "a.jsonl"
     write_records(path, 40, 3, AS_OF)

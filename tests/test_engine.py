@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from screening import Screener
-from screening.compiler import FACT_TYPE, fired_directly
-from screening.engine import Engine
+from screening.engine.compiler import FACT_TYPE, fired_directly
+from screening.engine.durable import Engine
 from screening.errors import EngineError
 
 from .conftest import AS_OF, eligible_record
@@ -117,7 +117,7 @@ def test_a_record_with_nothing_known_is_all_unknown(screener: Screener) -> None:
 
 
 def test_engine_matches_direct_evaluation_for_every_criterion(screener: Screener) -> None:
-    from screening.facts import compute_facts
+    from screening.engine.facts import compute_facts
     from screening.record import parse_record
     from screening.screener import parse_as_of
 

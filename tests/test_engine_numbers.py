@@ -2,7 +2,7 @@
 
 durable-rules' JSON parser rejects ``1e-7`` (an exponent without a decimal point, which
 orjson writes for very small and very large floats) and saturates integers outside 64
-bits; :func:`screening.engine.engine_json` writes a form it reads right.
+bits; :func:`screening.engine.durable.engine_json` writes a form it reads right.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from screening import Screener
-from screening.compiler import FACT_TYPE, fired_directly
 from screening.decision import Decision
-from screening.engine import Engine, engine_json
+from screening.engine.compiler import FACT_TYPE, fired_directly
+from screening.engine.durable import Engine, engine_json
 from screening.errors import EngineError
 
 from .conftest import AS_OF, eligible_record

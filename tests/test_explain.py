@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from screening import Screener
-from screening.casetests import run_directory
+from screening.authoring.casetests import run_directory
 from screening.cli import main
-from screening.explain import decisive_comparisons, explain_decision, pruned, walk
+from screening.engine.explain import decisive_comparisons, explain_decision, pruned, walk
 
 from .conftest import AS_OF, ROOT, RULES, eligible_record
 

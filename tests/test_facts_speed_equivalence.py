@@ -15,11 +15,11 @@ from typing import Any, Union, get_args, get_origin
 import pytest
 
 from screening import Screener
-from screening.aggregates import ANSWER_FIELDS, DiagnosisClassifier, RecordView
-from screening.facts import FactSheet, compute_facts
-from screening.generate import generate_records
+from screening.aggregates.base import ANSWER_FIELDS, DiagnosisClassifier, RecordView
+from screening.batch.synthetic import generate_records
+from screening.engine.facts import FactSheet, compute_facts
 from screening.record import Record, parse_record
-from screening.ruleset import RuleSet
+from screening.ruleset.model import RuleSet
 
 LISTS = (
     "pregnancy_status",

@@ -1,4 +1,4 @@
-"""Reading FHIR R4 (screening.fhir*): the mapping of docs/reading-rules.md, real data, Bulk Data.
+"""Reading FHIR R4 (screening.fhir.bundle*): the mapping of docs/reading-rules.md, real data, Bulk Data.
 
 Fixtures are copies of public data (tests/fixtures/fhir, each folder with its SOURCE.txt);
 adding a file there adds a case to the parametrized tests.
@@ -14,9 +14,9 @@ import pytest
 
 from screening import InputError, NotScreened, RecordError, Screener
 from screening.decision import Decision
-from screening.fhir import bulk_records, bundle_records, is_fhir, read_bundle
-from screening.fhir_bulk import read_bulk
-from screening.screener import load_json
+from screening.fhir.bulk import bulk_records, read_bulk
+from screening.fhir.bundle import bundle_records, is_fhir, read_bundle
+from screening.record import load_json
 
 from .conftest import AS_OF, eligible_record
 

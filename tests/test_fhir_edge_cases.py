@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from screening import InputError, NotScreened, RecordError, Screener
-from screening.batch_inputs import FhirRecord, ReadError, read_bulk, read_bundles
+from screening.batch.inputs import FhirRecord, ReadError, read_bulk, read_bundles
 from screening.decision import Decision
-from screening.fhir import bundle_records
+from screening.fhir.bundle import bundle_records
 
 from .conftest import AS_OF
 from .test_fhir import (

@@ -30,12 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screening import RecordError, Screener
-from screening.batch_inputs import read_bulk, read_bundles
-from screening.batch_worker import screen_result
+from screening.batch.inputs import read_bulk, read_bundles
+from screening.batch.worker import screen_result
 from screening.decision import Decision
 from screening.errors import NotScreened, ScreeningError
-from screening.report import Summary
-from screening.server import create_app
+from screening.present.report import Summary
+from screening.service.app import create_app
 
 from .conftest import AS_OF, eligible_record
 from .test_fhir import FIXTURES, to_bundle

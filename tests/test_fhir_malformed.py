@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from screening import InputError, RecordError, Screener
-from screening.batch import run_batch
+from screening.batch.run import run_batch
 from screening.decision import Decision
-from screening.server import create_app
+from screening.service.app import create_app
 
 from .conftest import AS_OF, RULES, eligible_record
 from .test_cli import run

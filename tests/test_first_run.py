@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from screening import Screener
-from screening.batch import run_batch
-from screening.batch_inputs import detect_format
+from screening.batch.inputs import detect_format
+from screening.batch.run import run_batch
 from screening.cli import main
 from screening.errors import InputError
-from screening.server import create_app
+from screening.service.app import create_app
 
 from .conftest import AS_OF, ROOT, RULES, eligible_record
 

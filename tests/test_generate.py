@@ -9,9 +9,9 @@ import orjson
 from click.testing import CliRunner
 
 from screening import NotScreened, Screener
-from screening.batch_csv import CSV_COLUMNS
+from screening.batch.csv_layout import CSV_COLUMNS
+from screening.batch.synthetic import generate_records
 from screening.cli import main
-from screening.generate import generate_records
 
 from .conftest import AS_OF
 

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from screening import Screener
+from screening.batch.synthetic import write_records
 from screening.cli import main
-from screening.conditions import ParamRef, comparisons, operands
-from screening.generate import write_records
+from screening.ruleset.conditions import ParamRef, comparisons, operands
 
 from .conftest import AS_OF, RULES, eligible_record
 

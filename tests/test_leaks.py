@@ -12,7 +12,7 @@ import tracemalloc
 from pathlib import Path
 
 from screening import Screener, load_ruleset
-from screening.engine import Engine
+from screening.engine.durable import Engine
 
 from .conftest import RULES
 

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screening import InputError, RecordError, Screener, ScreeningError
-from screening.batch_csv import CSV_COLUMNS, CsvRow
-from screening.batch_worker import screen_result
+from screening.batch.csv_layout import CSV_COLUMNS, CsvRow
+from screening.batch.worker import screen_result
 from screening.decision import Decision
 from screening.errors import MAX_PROBLEMS
+from screening.present.report import Summary
 from screening.record import MAX_LIST_ITEMS, MAX_TEXT_LENGTH, Record, parse_record
-from screening.report import Summary
 
 from .conftest import AS_OF, eligible_record
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from screening import Screener
-from screening.cdshooks import detail
 from screening.cli import main
+from screening.service.cdshooks import detail
 
 from .conftest import AS_OF, ROOT, eligible_record
 

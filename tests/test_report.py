@@ -12,10 +12,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from screening.batch.synthetic import write_records
 from screening.cli import main
-from screening.generate import write_records
-from screening.report import Summary
-from screening.ruleset import load_ruleset
+from screening.present.report import Summary
+from screening.ruleset.loading import load_ruleset
 
 from .conftest import AS_OF, RULES, eligible_record
 
@@ -288,7 +288,7 @@ def test_the_report_speaks_to_a_clinical_lead(run: Path) -> None:
 
 
 def test_treatment_classes_and_flags_have_human_labels() -> None:
-    from screening.report import Labels
+    from screening.present.report import Labels
 
     labels = Labels(load_ruleset(RULES))
     assert labels.text("the outcome of the trials in: snri_tca, opioid") == (

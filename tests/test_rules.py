@@ -11,8 +11,8 @@ from collections import defaultdict
 import pytest
 
 from screening import Screener
-from screening.aggregates import ANSWER_FIELDS, DIAGNOSES
-from screening.casetests import case_record, load_cases, run_case
+from screening.aggregates.base import ANSWER_FIELDS, DIAGNOSES
+from screening.authoring.casetests import case_record, load_cases, run_case
 
 from .conftest import RULES
 

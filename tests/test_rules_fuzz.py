@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from screening import RuleSetError, Screener, load_ruleset
 from screening.cli import main
 from screening.decision import Decision
-from screening.ruleset import rule_files
+from screening.ruleset.loading import rule_files
 
 from .conftest import AS_OF, ROOT, RULES
 

@@ -376,7 +376,7 @@ def test_an_unusable_file_is_a_positioned_problem(tmp_path: Path, content: bytes
 
 
 def test_aliases_that_expand_too_far_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from screening import yamlsource
+    from screening.ruleset import yamlsource
 
     monkeypatch.setattr(yamlsource, "MAX_NODES", 1000)
     laughs = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
@@ -429,7 +429,7 @@ def test_names_read_before_a_syntax_error_are_not_reported_as_undefined(tmp_path
 
 
 def test_the_answers_a_rule_file_may_give_are_the_lists_a_record_may_leave_blank() -> None:
-    from screening.aggregates import ANSWER_FIELDS
-    from screening.rulefiles import ANSWER_KEYS
+    from screening.aggregates.base import ANSWER_FIELDS
+    from screening.ruleset.schema import ANSWER_KEYS
 
     assert sorted(ANSWER_KEYS) == sorted(ANSWER_FIELDS)

@@ -1,4 +1,4 @@
-"""The HTTP service (screening.server): endpoints, errors, limits, auth, logs, concurrency."""
+"""The HTTP service (screening.service.app): endpoints, errors, limits, auth, logs, concurrency."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from screening import Screener
-from screening.server import create_app
+from screening.service.app import create_app
 
 from .conftest import AS_OF, eligible_record
 from .test_fhir import FIXTURES, bp_panel, bundle, to_bundle
@@ -219,12 +219,12 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
 def test_internal_errors_are_logged_with_their_frames_and_no_patient_data(
     screener: Screener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import screening.server
+    import screening.service.app
 
     def explode(*args: Any) -> Any:
         raise RuntimeError("secret-patient-777 blew up")
 
-    monkeypatch.setattr(screening.server, "_screen_one", explode)
+    monkeypatch.setattr(screening.service.app, "_screen_one", explode)
     caplog.set_level(logging.DEBUG)
     with running(create_app(screener, as_of=DAY)) as url:
         response = httpx.post(f"{url}/screen", json=eligible_record(id="secret-patient-777"))
@@ -278,7 +278,7 @@ def test_concurrent_requests_each_get_their_own_decision(screener: Screener) -> 
 
 
 def test_app_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    from screening.server import app_from_env
+    from screening.service.app import app_from_env
 
     monkeypatch.setenv("SCREENING_RULES", str(Path(__file__).parent.parent / "rules"))
     monkeypatch.setenv("SCREENING_TOKEN", "t0ken")

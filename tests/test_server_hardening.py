@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from screening import Screener
 from screening.cli import main
-from screening.server import create_app
+from screening.service.app import create_app
 
 from .conftest import AS_OF, RULES, eligible_record
 
@@ -75,7 +75,7 @@ def test_a_huge_record_id_is_not_echoed_back_whole(client: TestClient) -> None:
 def test_an_engine_failure_is_logged_with_its_frames(caplog: pytest.LogCaptureFixture) -> None:
     broken = Screener(RULES)
     broken.engine.close()  # durable-rules no longer knows the ruleset: a real engine failure
-    caplog.set_level(logging.ERROR, logger="screening.server")
+    caplog.set_level(logging.ERROR, logger="screening.service.app")
     client = TestClient(create_app(broken, as_of=DAY), raise_server_exceptions=False)
     response = client.post("/screen", json=eligible_record(id="secret-patient-555"))
     batch = client.post("/screen/batch", json=[eligible_record(id="secret-patient-556")])
@@ -85,7 +85,7 @@ def test_an_engine_failure_is_logged_with_its_frames(caplog: pytest.LogCaptureFi
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "internal error EngineError on POST /screen" in logged
     assert logged.count("Traceback (most recent call last)") == 2
-    assert "engine.py" in logged and "secret-patient" not in logged
+    assert "durable.py" in logged and "secret-patient" not in logged
 
 
 # Bodies built to be heavy: long lists, deep nesting and long strings, anywhere in a record.

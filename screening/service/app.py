@@ -1,0 +1,691 @@
+"""The HTTP service: screening, the rule set and CDS Hooks over FastAPI.
+
+    POST /screen                  a native record or a FHIR Bundle -> the decision (?format=text)
+    POST /screen/batch            a JSON array (or {"records": [...]}) -> {"results": [...]}
+    GET  /rules                   the rule set: id, version, sha256, parameters, criteria
+    GET  /health                  liveness, with the rule set's id, version and sha256
+    GET  /cds-services            CDS Hooks discovery
+    POST /cds-services/{id}       CDS Hooks patient-view: cards
+    GET  /docs, /openapi.json     OpenAPI
+
+Each process builds one :class:`~screening.screener.Screener` when the app is created and
+keeps it. Everything CPU-heavy about a request (parsing its JSON, validating and screening
+it, writing the answer) runs in a worker thread, one request at a time per process, first
+come first served. That does not make screening faster: durable-rules and pydantic hold
+the GIL, and the Screener serialises engine calls. What it buys is an event loop that
+answers ``/health`` and accepts connections between the slices of the GIL a long request
+leaves, and that times out stalled uploads. The service scales across cores with
+processes (``screening serve --workers N``).
+
+A request body must arrive whole within ``body_timeout`` seconds of its headers (a client
+that trickles it gets 408 and the connection is closed); uvicorn's keep-alive timeout
+closes idle connections.
+
+Errors are JSON ``{"code", "message", "field"}`` with a stable snake_case code, mapped
+from the package's error tree in :func:`error_response` (the one place), never a stack
+trace. Request bodies are limited in size. The log never holds patient data: requests
+are logged by method, path and status; an internal error (a 500) by its type and its
+traceback's frames, without its message, which may quote the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from anyio import CapacityLimiter, to_thread
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from screening.decision import Decision
+from screening.errors import EngineError, InputError, NotScreened, RecordError, RuleSetError, ScreeningError
+from screening.fhir.bundle import is_fhir
+from screening.intake import Screener
+from screening.record import Record, load_json, not_a_record
+from screening.screener import parse_as_of
+from screening.service import cdshooks
+from screening.service.fhir_fetch import FhirFetcher
+
+T = TypeVar("T")
+log = logging.getLogger("screening.service.app")
+MAX_BODY = 10 * 1024 * 1024
+BATCH_LIMIT = 100
+BODY_TIMEOUT = 30.0
+"""Seconds a request body may take to arrive after its headers (10 MB at ~3 Mbit/s)."""
+KEEP_ALIVE_TIMEOUT = 5
+HEALTHCHECK_TIMEOUT = 60
+"""Seconds uvicorn's supervisor (``--workers`` > 1) waits for a worker to answer its ping
+before restarting it. The ping needs the GIL, and validating one record is a single call
+into pydantic's core: a record near the body limit took 3 to 7 s on a loaded 2-core
+machine, over uvicorn's default of 5 s."""
+MAX_MESSAGE = 1000
+"""Characters of an error message or record id an error answer repeats (an id can be megabytes)."""
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+AsOf = Annotated[str | None, Query(description="Screening date, YYYY-MM-DD (default: today)")]
+Format = Annotated[
+    Literal["json", "text"], Query(description="json (the decision) or text (for a clinician)")
+]
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable code, raised by the endpoints."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status, self.code, self.message, self.field = status, code, message, field
+        super().__init__(message)
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": _clip(message), "field": field, **extra}
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def log_internal_error(error: BaseException, where: str = "") -> None:
+    """Log an internal error with its traceback's frames, and never its message (it may quote
+    the record): the type, the file, line and function of each frame, and the chained causes' types."""
+    frames = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
+    causes: list[str] = []
+    cause = error.__cause__ or error.__context__
+    while cause is not None and len(causes) < 5:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    caused = f" (caused by {' <- '.join(causes)})" if causes else ""
+    log.error(
+        "internal error %s%s%s\nTraceback (most recent call last):\n%s%s (message withheld)",
+        type(error).__name__,
+        f" on {where}" if where else "",
+        caused,
+        frames,
+        type(error).__name__,
+    )
+
+
+def error_response(error: Exception, where: str = "") -> Response:
+    """The one place where errors become HTTP responses; a 500 is logged here (``where``: the request)."""
+    if isinstance(error, ApiError):
+        status, body = error.status, error_body(error.code, error.message, error.field)
+    elif isinstance(error, RecordError):
+        field = error.problems[0].field if error.problems else None
+        problems = [p.as_dict() for p in error.problems]
+        status, body = (
+            422,
+            error_body(error.code, str(error), field, record_id=_clip(error.record_id), problems=problems),
+        )
+    elif isinstance(error, InputError):
+        status, body = 400, error_body(error.code, str(error), error.position)
+    elif isinstance(error, (EngineError, RuleSetError)):
+        status, body = 500, error_body(error.code, "the screening engine failed; the error was logged")
+    elif isinstance(error, ScreeningError):
+        status, body = 400, error_body(error.code, str(error))
+    else:
+        status, body = 500, error_body("internal_error", "internal error; the error was logged")
+    if status == 500:
+        log_internal_error(error, where)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+
+
+async def json_body(request: Request) -> bytes:
+    """The request body, to be parsed as JSON off the event loop; a content type other than
+    JSON (or none) is a 415."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind and kind not in JSON_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            # curl -d sends a form content type: the first request most people try.
+            f"the body must be sent as JSON, with the header Content-Type: application/json "
+            f"(or application/fhir+json), not {kind[:80]}; with curl, add "
+            "-H 'Content-Type: application/json' (or use --json instead of -d)",
+            "Content-Type",
+        )
+    return await request.body()
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON. orjson refuses nesting deeper than 1,024 levels ("depth limit
+    exceeded"), so deep nesting is a 400 here and never reaches recursive code."""
+    return load_json(body, source="request body")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable snake_case code, the message, and the field or position."""
+
+    code: str = Field(examples=["invalid_input"])
+    message: str
+    field: str | None = Field(description="The field or position (line:column) the error is about")
+    record_id: str | None = Field(default=None, description="422 invalid_record: the record's id")
+    problems: list[dict[str, Any]] | None = Field(
+        default=None, description="422 invalid_record: every problem, each with its field"
+    )
+
+
+class DecisionBody(BaseModel):
+    """A screening decision (see the README); a deceased patient gives ``not_screened``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    record_id: str | None = None
+    outcome: Literal["ineligible", "needs_information", "needs_review", "eligible_with_cautions", "eligible"]
+    as_of: str
+    summary: str
+    criteria: list[dict[str, Any]]
+    recommendations: list[str]
+    missing_information: list[str]
+
+
+class NotScreenedBody(BaseModel):
+    code: Literal["not_screened"]
+    message: str
+    record_id: str | None = None
+
+
+class BatchBody(BaseModel):
+    """``results`` in input order, each ``{position, decision | not_screened | error}``."""
+
+    count: int
+    results: list[dict[str, Any]]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        400: "Bad input: not JSON, not a record or FHIR resource, a bad query parameter",
+        401: "A valid bearer token is required",
+        404: "No such service",
+        413: "The body is over the size limit, or the batch over its limit",
+        415: "The body is not JSON (application/json or application/fhir+json)",
+        422: "The record is not valid (invalid_record, with every problem), or the request's parameters",
+    }
+    return {status: {"model": ErrorBody, "description": what[status]} for status in statuses}
+
+
+def create_app(
+    screener: Screener | None = None,
+    *,
+    rules: str | None = None,
+    params: str | None = None,
+    token: str | None = None,
+    max_body: int = MAX_BODY,
+    batch_limit: int = BATCH_LIMIT,
+    as_of: date | None = None,
+    fetcher: FhirFetcher | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+) -> FastAPI:
+    """The application, with its Screener built now (once per process)."""
+    screener = screener or Screener(rules, params)
+    fetcher = fetcher or FhirFetcher()
+    # One request's CPU work at a time, in a worker thread: the engine is serialised and
+    # holds the GIL anyway, so more threads would only compete for both; the limiter serves
+    # requests in order of arrival, and the event loop stays free for I/O and /health.
+    limiter = CapacityLimiter(1)
+
+    async def offload(func: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(func, *args, limiter=limiter)
+
+    ruleset = screener.ruleset
+    # The docs pages use the Swagger UI and ReDoc files shipped with fastapi-offline, not a
+    # CDN: hospital networks are often closed to the internet.
+    app = FastAPIOffline(
+        title="Ketamine eligibility screening",
+        version=ruleset.version,
+        description=(
+            "Screens patients for IV ketamine in chronic pain against documented criteria "
+            f"({ruleset.id} {ruleset.version}). Decision support for a clinician: it never "
+            "says 'give ketamine'. Errors are {code, message, field}."
+        ),
+    )
+
+    def authorised(credentials: Credentials) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if token and not hmac.compare_digest(given, token.encode()):
+            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+
+    def day(value: str | None) -> date:
+        try:
+            return parse_as_of(value) if value else as_of or date.today()
+        except InputError as error:
+            raise ApiError(400, "invalid_as_of", str(error), "as_of") from None
+
+    @app.exception_handler(ApiError)
+    @app.exception_handler(ScreeningError)
+    async def _screening_error(request: Request, error: Exception) -> Response:
+        return error_response(error, f"{request.method} {request.url.path}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            ApiError(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0] if error.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(
+            ApiError(422, "invalid_request", first.get("msg", "invalid request"), field or None)
+        )
+
+    protected = [Depends(authorised)]
+    record_schema = Record.model_json_schema(ref_template="#/components/schemas/{model}")
+    one = {
+        "oneOf": [
+            {"$ref": "#/components/schemas/Record"},
+            {"type": "object", "description": "A FHIR R4 resource, usually a Bundle"},
+        ]
+    }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        content = {kind: {"schema": schema} for kind in sorted(JSON_TYPES)}
+        return {"requestBody": {"required": True, "content": content}}
+
+    body_doc = body(one)
+    batch_doc = body(
+        {
+            "oneOf": [
+                {"type": "array", "items": one, "maxItems": batch_limit},
+                {
+                    "type": "object",
+                    "properties": {"records": {"type": "array", "items": one, "maxItems": batch_limit}},
+                    "required": ["records"],
+                },
+            ]
+        }
+    )
+    hook_doc = body({"$ref": "#/components/schemas/HookRequestBody"})
+    screened: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The decision (JSON, or text with format=text), or not_screened",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/DecisionBody"},
+                            {"$ref": "#/components/schemas/NotScreenedBody"},
+                        ]
+                    }
+                },
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        }
+    }
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness, with the rule set this process screens against."""
+        return {"status": "ok", "ruleset": ruleset.summary(), "pid": os.getpid()}
+
+    @app.get("/rules", tags=["service"], dependencies=protected, responses=_errors(401))
+    def rules_endpoint() -> dict[str, Any]:
+        """The rule set: id, version, sha256, parameters (with site overrides) and criteria."""
+        return describe_rules(screener)
+
+    @app.post(
+        "/screen",
+        tags=["screening"],
+        dependencies=protected,
+        openapi_extra=body_doc,
+        responses={**screened, **_errors(400, 401, 413, 415, 422)},
+    )
+    async def screen(request: Request, as_of: AsOf = None, format: Format = "json") -> Response:
+        """Screen one native record, or the one patient of a FHIR Bundle.
+
+        A deceased patient answers 200 with ``{"code": "not_screened", ...}``.
+        """
+        body = await json_body(request)
+        text, answer = await offload(_screen_answer, screener, body, day(as_of), format)
+        if format == "text":
+            return PlainTextResponse(text)
+        return Response(answer, media_type="application/json")
+
+    @app.post(
+        "/screen/batch",
+        tags=["screening"],
+        dependencies=protected,
+        openapi_extra=batch_doc,
+        response_model=BatchBody,
+        responses=_errors(400, 401, 413, 415, 422),
+    )
+    async def screen_batch(request: Request, as_of: AsOf = None) -> Response:
+        """Screen a small batch: a JSON array of records or FHIR Bundles (or ``{"records": [...]}``).
+
+        Each result is ``{"position", "decision" | "not_screened" | "error"}``, in input order.
+        """
+        body = await json_body(request)
+        answer = await offload(_screen_batch, screener, body, day(as_of), batch_limit)
+        return Response(answer, media_type="application/json")
+
+    @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected, responses=_errors(401))
+    def cds_discovery() -> dict[str, Any]:
+        """CDS Hooks discovery: the patient-view service and its prefetch templates."""
+        return cdshooks.discovery(ruleset)
+
+    @app.post(
+        "/cds-services/{service_id}",
+        tags=["cds-hooks"],
+        dependencies=protected,
+        openapi_extra=hook_doc,
+        response_model=cdshooks.CardsBody,
+        responses=_errors(400, 401, 404, 413, 415, 422),
+    )
+    async def cds_service(service_id: str, request: Request) -> Response:
+        """CDS Hooks: screen the patient from the prefetch and answer with cards."""
+        if service_id != cdshooks.SERVICE_ID:
+            raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
+        body = await json_body(request)
+        hook = await offload(_read_hook, body)
+        problem = hook.mismatch()
+        if problem is None and hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
+            await _fetch_missing(fetcher, hook, cdshooks.queries(ruleset))
+            problem = hook.mismatch()
+        if problem is not None:
+            cards = [cdshooks.mismatch_card(problem, hook.patient_id, ruleset)]
+        else:
+            result = await offload(cdshooks.screen_hook, screener, hook, day(None), "request body")
+            cards = cdshooks.cards(result, ruleset, hook.unavailable, hook.failed)
+        return Response(orjson.dumps({"cards": cards}), media_type="application/json")
+
+    _add_schemas(app, record_schema)
+    app.add_middleware(_Guard, max_body=max_body, body_timeout=body_timeout)
+    return app
+
+
+def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
+    """Put the Record model (and its parts) into the OpenAPI components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            defs = dict(record_schema.get("$defs", {}))
+            components.update(defs)
+            components["Record"] = {k: v for k, v in record_schema.items() if k != "$defs"}
+            for model in (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, ErrorBody):
+                found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(found.pop("$defs", {}))
+                components[model.__name__] = found
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _screen_answer(screener: Screener, body: bytes, as_of: date, format: str) -> tuple[str, bytes]:
+    """Parse, screen and write the answer of POST /screen (in the worker thread)."""
+    result = _screen_one(screener, parse_body(body), as_of)
+    if format == "text":
+        return _text(result), b""
+    return "", result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
+
+
+def _screen_batch(screener: Screener, body: bytes, as_of: date, limit: int) -> bytes:
+    """Parse, screen and write the answer of POST /screen/batch (in the worker thread)."""
+    data = parse_body(body)
+    items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
+    if is_fhir(items):
+        items = [items]
+    if not isinstance(items, list):
+        raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
+    if len(items) > limit:
+        raise ApiError(413, "batch_too_large", f"{len(items)} records; at most {limit} per batch")
+    results = _screen_many(screener, items, as_of, limit)
+    return orjson.dumps({"count": len(results), "results": results})
+
+
+def _read_hook(body: bytes) -> cdshooks.HookRequest:
+    return cdshooks.read_hook(parse_body(body), "request body")
+
+
+def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScreened:
+    if is_fhir(data):
+        results = screener.screen_fhir(data, as_of, source="request body")
+        # A malformed resource is answered as the invalid record it makes, whatever else the body holds.
+        failed = next((r for r in results if isinstance(r, RecordError)), None)
+        if failed is not None:
+            raise failed
+        if len(results) != 1:
+            raise ApiError(
+                422, "multiple_patients", f"the FHIR input holds {len(results)} patients; use /screen/batch"
+            )
+        if isinstance(results[0], RecordError):
+            raise results[0]
+        return results[0]
+    if not isinstance(data, dict):
+        raise not_a_record(data, "request body")
+    try:
+        return screener.screen(data, as_of)
+    except NotScreened as error:
+        return error
+
+
+def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for position, item in enumerate(items):
+        try:
+            if is_fhir(item):
+                found: list[Any] = list(screener.screen_fhir(item, as_of, source=f"records[{position}]"))
+            else:
+                if not isinstance(item, dict):
+                    raise not_a_record(item, f"records[{position}]")
+                try:
+                    found = [screener.screen(item, as_of)]
+                except NotScreened as error:
+                    found = [error]
+        except ScreeningError as error:
+            found = [error]
+        for result in found:
+            out.append(_batch_result(position, result))
+        if len(out) > limit:
+            raise ApiError(413, "batch_too_large", f"more than {limit} patients; at most {limit} per batch")
+    return out
+
+
+def _batch_result(position: int, result: Any) -> dict[str, Any]:
+    if isinstance(result, Decision):
+        return {"position": position, "decision": result.as_dict()}
+    if isinstance(result, NotScreened):
+        return {"position": position, "not_screened": result.as_dict()}
+    body = orjson.loads(error_response(result).body)
+    return {"position": position, "error": body}
+
+
+async def _fetch_missing(fetcher: FhirFetcher, hook: cdshooks.HookRequest, queries: dict[str, str]) -> None:
+    wanted = {kind: queries[kind] for kind in hook.unavailable}
+    found, failed = await fetcher.fetch(hook.fhir_server or "", hook.token or "", hook.patient_id, wanted)
+    hook.failed.update(failed)
+    for kind, body in found:
+        if kind in failed:
+            continue  # a search with a failed page is incomplete: the type stays unavailable
+        try:
+            hook.add(body, f"fetched {kind}", kind, "fhirServer")
+        except InputError as error:
+            hook.failed[kind] = "the FHIR server's answer could not be read"
+            hook.notes.append(f"{kind} from the FHIR server could not be read: {error}")
+    hook.notes.extend(f"{kind} could not be fetched: {reason}" for kind, reason in failed.items())
+
+
+def _text(result: Decision | NotScreened) -> str:
+    from screening.present.text import render_result
+
+    return render_result(result)
+
+
+def describe_rules(screener: Screener) -> dict[str, Any]:
+    """The rule set as JSON: what ``GET /rules`` answers."""
+    rs = screener.ruleset
+    return {
+        **rs.summary(),
+        "title": rs.title,
+        "description": rs.description,
+        "overrides": dict(rs.overrides),
+        "parameters": {
+            name: {"value": p.value, "default": p.default, "unit": p.unit, "description": p.description}
+            for name, p in rs.parameters.items()
+        },
+        "criteria": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "effect": c.effect,
+                "parameters": list(c.params),
+                "sources": [s.id for s in c.sources],
+            }
+            for c in rs.criteria
+        ],
+        "sources": {key: s.as_dict() for key, s in rs.sources.items()},
+        "value_sets": {key: {"title": vs.title, "source": vs.source} for key, vs in rs.value_sets.items()},
+    }
+
+
+class _Guard:
+    """ASGI middleware: the body size limit, the body time limit (uvicorn has none: a client
+    that sends headers and then trickles its body would hold the request open for ever), and
+    a 500 without a trace for any escaped error."""
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        max_body: int,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.max_body:
+            await _send(send, _too_large(self.max_body))
+            return
+        received = 0
+        started = False
+        deadline = time.monotonic() + self.body_timeout
+        complete = False
+
+        async def limited() -> Message:
+            nonlocal received, complete
+            if complete:  # the body is in: what is left to receive is the disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise _TooSlow from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _TooLarge:
+            if not started:
+                await _send(send, _too_large(self.max_body))
+        except _TooSlow:
+            if not started:
+                message = f"the request body did not arrive within {self.body_timeout:g} seconds"
+                response = error_response(ApiError(408, "request_timeout", message))
+                response.headers["Connection"] = "close"  # the rest of the body is never read
+                await _send(send, response)
+        except Exception as error:  # the last line of defence: logged without its message
+            response = error_response(error, f"{scope.get('method')} {scope.get('path')}")
+            if not started:
+                await _send(send, response)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(
+        ApiError(413, "payload_too_large", f"the request body is over the {limit} byte limit")
+    )
+
+
+async def _send(send: Send, response: Response) -> None:
+    await send(
+        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def app_from_env() -> Any:
+    """The app configured from ``SCREENING_*`` variables (``screening serve`` sets them)."""
+    env = os.environ
+    return create_app(
+        rules=env.get("SCREENING_RULES") or None,
+        params=env.get("SCREENING_PARAMS") or None,
+        token=env.get("SCREENING_TOKEN") or None,
+        max_body=int(env.get("SCREENING_MAX_BODY") or MAX_BODY),
+        batch_limit=int(env.get("SCREENING_BATCH_LIMIT") or BATCH_LIMIT),
+        as_of=date.fromisoformat(env["SCREENING_AS_OF"]) if env.get("SCREENING_AS_OF") else None,
+        fetcher=FhirFetcher(env.get("SCREENING_FHIR_SERVERS", "").split()),
+        body_timeout=float(env.get("SCREENING_BODY_TIMEOUT") or BODY_TIMEOUT),
+    )
+
+
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str = "info",
+    healthcheck_timeout: int = HEALTHCHECK_TIMEOUT,
+) -> None:
+    """Run the service with uvicorn; each worker process builds its own Screener."""
+    import uvicorn
+
+    uvicorn.run(
+        "screening.service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        timeout_worker_healthcheck=healthcheck_timeout,
+    )
