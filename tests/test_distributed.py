@@ -40,7 +40,9 @@ def test_screen_partitions_on_a_local_cluster_matches_batch(tmp_path: Path) -> N
         lines = results.compute()
         counts = summarize(results)
         pids = set(client.run(lambda: __import__("os").getpid()).values())
-        screeners = client.run(lambda: len(__import__("screening.batch.distributed").batch.distributed._screeners))
+        screeners = client.run(
+            lambda: len(__import__("screening.batch.distributed").batch.distributed._screeners)
+        )
 
     assert lines == expected
     assert counts.as_dict() == Summary.from_jsonl(out).as_dict()
