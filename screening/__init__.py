@@ -8,12 +8,11 @@ its reasons, sources, missing data and next steps.
     >>> decision.outcome
 """
 
-from screening.decision import CriterionResult, Decision, Outcome
+from screening.decision import CriterionResult, Decision, NotScreened
 from screening.errors import (
     EngineError,
     FieldProblem,
     InputError,
-    NotScreened,
     Problem,
     RecordError,
     RuleSetError,
@@ -21,18 +20,21 @@ from screening.errors import (
 )
 from screening.fhir.bulk import bulk_records
 from screening.fhir.bundle import bundle_records, is_fhir
-from screening.intake import Screener
+from screening.intake import InputKind, Screener, classify
 from screening.record import Record, parse_record
 from screening.ruleset.loading import load_ruleset
 from screening.ruleset.model import RuleSet
 from screening.screener import default_rules_dir
+from screening.vocabulary import Effect, Outcome, Status
 
 __all__ = [
     "CriterionResult",
     "Decision",
+    "Effect",
     "EngineError",
     "FieldProblem",
     "InputError",
+    "InputKind",
     "NotScreened",
     "Outcome",
     "Problem",
@@ -42,8 +44,10 @@ __all__ = [
     "RuleSetError",
     "Screener",
     "ScreeningError",
+    "Status",
     "bulk_records",
     "bundle_records",
+    "classify",
     "default_rules_dir",
     "is_fhir",
     "load_ruleset",

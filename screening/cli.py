@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TypeVar
 import click
 
 from screening.batch.inputs import FORMATS
+from screening.decision import Decision, NotScreened
 from screening.errors import InputError, RecordError, RuleSetError, ScreeningError, clip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,8 +142,7 @@ def check(
       cat record.json | screening check - --format json
       screening check tests/fixtures/fhir/synthea-r4-bundles/<patient>.json --as-of 2021-06-01
     """
-    from screening.fhir.bundle import is_fhir
-    from screening.intake import Screener, is_hook_request
+    from screening.intake import InputKind, Screener, classify
     from screening.record import load_json, not_a_record
 
     source = "<stdin>" if file == "-" else file
@@ -153,19 +153,23 @@ def check(
     data = load_json(body, source=source)
     screener = Screener(rules_dir, params_file)
     text = _TextOptions(_use_color(color), show_all)
-    if is_fhir(data):
+    kind = classify(data)
+    if kind is InputKind.FHIR:
         _echo_fhir_results(screener.screen_fhir(data, as_of=as_of, source=source), output_format, text)
         return
-    if is_hook_request(data):
+    if kind is InputKind.CDS_HOOKS:
         _check_hook_request(screener, data, as_of, source, output_format, text)
         return
-    if not isinstance(data, dict):
+    if kind is InputKind.NOT_AN_OBJECT:
         raise not_a_record(data, source)
     try:
         decision = screener.screen(data, as_of=as_of)
     except RecordError as error:
         error.source = source
         raise
+    if isinstance(decision, NotScreened):  # a result, but no decision: said as before, exit 1
+        click.echo(f"error: {decision.code}: {decision.message}", err=True)
+        sys.exit(1)
     if output_format == "json":
         click.echo(decision.to_json(indent=True).decode())
     else:
@@ -468,25 +472,29 @@ def explain(
       screening explain examples/needs_information.json -c INC-REFRACTORY --fails --format json
     """
     from screening.engine.explain import explain_decision
-    from screening.fhir.bundle import is_fhir
-    from screening.intake import Screener
+    from screening.intake import InputKind, Screener, classify
     from screening.record import load_json, not_a_record
 
     source = getattr(file, "name", "<stdin>")
     data = load_json(file.read(), source=source)
     screener = Screener(rules_dir, params_file)
-    if is_fhir(data):
+    kind = classify(data)
+    if kind is InputKind.FHIR:
         found = screener.screen_fhir(data, as_of=as_of, source=source)
         for result in found:
             if isinstance(result, RecordError):
                 raise result
-        decisions = [d for d in found if not isinstance(d, ScreeningError)]  # not screened: skipped
-    elif isinstance(data, dict):
+        decisions = [d for d in found if isinstance(d, Decision)]  # not screened: skipped
+    elif kind is not InputKind.NOT_AN_OBJECT:
         try:
-            decisions = [screener.screen(data, as_of=as_of)]
+            result = screener.screen(data, as_of=as_of)
         except RecordError as error:
             error.source = source
             raise
+        if isinstance(result, NotScreened):
+            click.echo(f"error: {result.code}: {result.message}", err=True)
+            sys.exit(1)
+        decisions = [result]
     else:
         raise not_a_record(data, source)
     out: list[dict[str, Any]] = []

@@ -18,7 +18,6 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
@@ -29,30 +28,21 @@ from screening.record import Record
 from screening.ruleset.conditions import Condition, comparisons, kleene
 from screening.ruleset.model import Criterion, RuleSet
 from screening.ruleset.templates import Template
+from screening.vocabulary import OUTCOMES, Effect, Outcome, Status
 
-
-class Outcome(StrEnum):
-    ineligible = "ineligible"
-    needs_information = "needs_information"
-    needs_review = "needs_review"
-    eligible_with_cautions = "eligible_with_cautions"
-    eligible = "eligible"
-
-
-OUTCOME_ORDER = tuple(Outcome)
-_RANK = {outcome: rank for rank, outcome in enumerate(OUTCOME_ORDER)}
+_RANK = {outcome: rank for rank, outcome in enumerate(OUTCOMES)}
 
 # What each (effect, status) contributes to the outcome; absent pairs contribute nothing.
 _LEVEL: dict[tuple[str, str], Outcome] = {
-    ("require", "not_met"): Outcome.ineligible,
-    ("exclude", "met"): Outcome.ineligible,
-    ("require", "unknown"): Outcome.needs_information,
-    ("exclude", "unknown"): Outcome.needs_information,
-    ("review", "unknown"): Outcome.needs_information,
-    ("indication", "unknown"): Outcome.needs_information,
-    ("review", "met"): Outcome.needs_review,
-    ("indication", "not_met"): Outcome.needs_review,
-    ("caution", "met"): Outcome.eligible_with_cautions,
+    (Effect.require, Status.not_met): Outcome.ineligible,
+    (Effect.exclude, Status.met): Outcome.ineligible,
+    (Effect.require, Status.unknown): Outcome.needs_information,
+    (Effect.exclude, Status.unknown): Outcome.needs_information,
+    (Effect.review, Status.unknown): Outcome.needs_information,
+    (Effect.indication, Status.unknown): Outcome.needs_information,
+    (Effect.review, Status.met): Outcome.needs_review,
+    (Effect.indication, Status.not_met): Outcome.needs_review,
+    (Effect.caution, Status.met): Outcome.eligible_with_cautions,
 }
 
 _NEXT_STEP = {
@@ -212,6 +202,35 @@ class Decision:
         return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2 if indent else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class NotScreened:
+    """A valid record that must not be screened (a deceased patient): a result, with its reason,
+    never an outcome and never an error."""
+
+    record_id: str | None
+    reason: str
+    code = "not_screened"
+
+    @property
+    def message(self) -> str:
+        return f"record {self.record_id!r} not screened: {self.reason}"
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "record_id": self.record_id,
+            "message": self.message,
+            "reason": self.reason,
+        }
+
+
+Result = Decision | NotScreened
+"""What screening one valid record gives."""
+
+
 def decide(
     ruleset: RuleSet, record: Record, as_of: date, sheet: FactSheet, statuses: Mapping[str, str]
 ) -> Decision:
@@ -224,7 +243,7 @@ def decide(
     if outcome != Outcome.eligible:
         results = _mark_superseded(plan, results, sheet.values)
     decisive = next((r for r in results if r.decisive), None)
-    unknown = [r for r in results if r.status == "unknown"]
+    unknown = [r for r in results if r.status == Status.unknown]
     return Decision(
         record_id=record.id,
         outcome=outcome,
@@ -232,7 +251,9 @@ def decide(
         summary=f"{decisive.id}: {decisive.reason}" if decisive else _NEXT_STEP[outcome],
         criteria=results,
         recommendations=_recommendations(results, outcome),
-        missing_information=_unique(item for r in unknown if r.effect != "caution" for item in r.missing),
+        missing_information=_unique(
+            item for r in unknown if r.effect != Effect.caution for item in r.missing
+        ),
         not_checked=_not_checked(results, unknown),
         ruleset={**ruleset.summary(), "overrides": dict(ruleset.overrides)},
         dosing=_dosing(ruleset, record)
@@ -327,11 +348,11 @@ def _criterion_plan(ruleset: RuleSet, criterion: Criterion, constants: dict[str,
     by_status = {}
     for status, reason in criterion.reason.items():
         recommendation = criterion.recommendation.get(status)
-        emphasis = criterion.emphasis if status == "met" else None
+        emphasis = criterion.emphasis if status == Status.met else None
         by_status[status] = _StatusPlan(
             status=status,
             level=level(criterion.effect, status),
-            urgent=criterion.urgent and status == "met",
+            urgent=criterion.urgent and status == Status.met,
             reason=reason.bind(constants),
             reason_names_evidence="evidence" in reason.names,
             emphasis=(emphasis[0], emphasis[1].bind(constants)) if emphasis else None,
@@ -385,7 +406,7 @@ def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decis
         {name: known[name] for name in facts},
         evidence,
         planned.parameters,
-        _missing(shared.ruleset, criterion, values, sheet) if status == "unknown" else [],
+        _missing(shared.ruleset, criterion, values, sheet) if status == Status.unknown else [],
         [notes[n] for n in planned.notable if n in notes] if planned.notable and notes else [],
         planned.sources,
         chosen.recommendation.render(values) if chosen.recommendation else None,
@@ -405,7 +426,7 @@ def _mark_superseded(
     S's decisive branches (``explain.decisive``)."""
     from screening.engine.explain import decisive_comparisons, evaluate
 
-    findings = {i for i, r in enumerate(results) if r.level is not None and r.status != "unknown"}
+    findings = {i for i, r in enumerate(results) if r.level is not None and r.status != Status.unknown}
     if not findings:
         return results
     params = plan.params
@@ -414,7 +435,7 @@ def _mark_superseded(
     def decisive_facts(index: int) -> frozenset[str]:
         if index not in reads:
             criterion, status = plan.criteria[index].criterion, results[index].status
-            use_not_met_when = status == "not_met" and criterion.not_met_when is not None
+            use_not_met_when = status == Status.not_met and criterion.not_met_when is not None
             condition = criterion.not_met_when if use_not_met_when else criterion.when
             assert condition is not None
             tree = evaluate(condition, facts, params)
@@ -423,9 +444,9 @@ def _mark_superseded(
 
     out = list(results)
     for i, result in enumerate(results):
-        if result.level is not None or result.status == "unknown":
+        if result.level is not None or result.status == Status.unknown:
             continue
-        other = "met" if result.status == "not_met" else "not_met"
+        other = Status.met if result.status == Status.not_met else Status.not_met
         would = level(result.effect, other)
         if would is None:
             continue
@@ -478,7 +499,7 @@ def _missing(ruleset: RuleSet, criterion: Criterion, values: dict[str, Any], she
 
 def _not_checked(results: tuple[CriterionResult, ...], unknown: list[CriterionResult]) -> list[str]:
     """The cautions left unknown, then the facts taken as absent."""
-    cautions = [f"{r.id} ({r.title}): not checked; {r.reason}" for r in unknown if r.effect == "caution"]
+    cautions = [f"{r.id} ({r.title}): not checked; {r.reason}" for r in unknown if r.effect == Effect.caution]
     return _unique(cautions + [note for r in results if r.not_checked for note in r.not_checked])
 
 
@@ -509,7 +530,7 @@ def _step(result: CriterionResult, pending: bool) -> str:
 
 def _priority(result: CriterionResult) -> tuple[bool, int]:
     result_level = result.level
-    return (not result.urgent, _RANK[result_level] if result_level else len(OUTCOME_ORDER))
+    return (not result.urgent, _RANK[result_level] if result_level else len(OUTCOMES))
 
 
 def _dosing(ruleset: RuleSet, record: Record) -> dict[str, Any] | None:

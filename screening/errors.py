@@ -9,13 +9,17 @@
     │                              (each naming the field)
     ├── InputError                 input that is not a record at all: unreadable JSON, an
     │                              unknown format; .source and .position say where
-    ├── NotScreened                a valid record that must not be screened (a deceased
-    │                              patient); reported as such, never as an outcome
     └── EngineError                durable-rules failed or contradicted itself; raised only
                                    by screening.engine.durable, which maps every engine failure here
 
 A user never sees a raw pydantic, YAML or engine traceback: each is translated into one of
-these where it happens, and the CLI, the HTTP service and the batch runner print them.
+these where it happens. Every error has one shape, :meth:`ScreeningError.as_dict`: ``code``,
+``message``, ``field``, ``record_id`` and ``problems`` (a subclass may add keys after them),
+and each interface turns errors into its own form in one place: the CLI's
+``reports_errors``, the service's ``error_response`` and the batch worker's line.
+
+A record that must not be screened (a deceased patient) is not an error: it is a result,
+:class:`screening.decision.NotScreened`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,23 @@ class ScreeningError(Exception):
     """Base of every error this package raises."""
 
     code = "screening_error"
+    field: str | None = None
+    """The field (or position in the input) the error is about, when there is one."""
+    record_id: str | None = None
+    """The id of the record the error is about, when it is known."""
+
+    def problem_dicts(self) -> list[dict[str, str]]:
+        return []
+
+    def as_dict(self) -> dict[str, object]:
+        """The one error shape of every interface; subclasses may add keys after these."""
+        return {
+            "code": self.code,
+            "message": str(self),
+            "field": self.field,
+            "record_id": self.record_id,
+            "problems": self.problem_dicts(),
+        }
 
 
 class RuleSetError(ScreeningError):
@@ -95,20 +116,18 @@ class RecordError(ScreeningError):
         self.record_id = record_id
         self.problems = problems[:MAX_PROBLEMS]
         self.more_problems = more + len(problems) - len(self.problems)
+        self.field = self.problems[0].field if self.problems else None
         who = f"record {clip(record_id, 80)!r}" if record_id else "record"
         details = "; ".join(str(p) for p in self.problems)
         if self.more_problems:
             details += f"; and {self.more_problems:,} more problem{'s' if self.more_problems != 1 else ''}"
         super().__init__(f"{who}: {details}")
 
+    def problem_dicts(self) -> list[dict[str, str]]:
+        return [p.as_dict() for p in self.problems]
+
     def as_dict(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "record_id": self.record_id,
-            "message": str(self),
-            "problems": [p.as_dict() for p in self.problems],
-            "more_problems": self.more_problems,
-        }
+        return {**super().as_dict(), "more_problems": self.more_problems}
 
 
 class InputError(ScreeningError):
@@ -119,33 +138,24 @@ class InputError(ScreeningError):
     def __init__(self, message: str, source: str | None = None, position: str | None = None):
         self.source = source
         self.position = position
+        self.field = position  # a field name, or line:column in unreadable JSON
         where = ":".join(p for p in (source, position) if p)
         super().__init__(f"{where}: {message}" if where else message)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "message": str(self),
-            "source": self.source,
-            "position": self.position,
-        }
-
-
-class NotScreened(ScreeningError):
-    """A valid record that is not screened, e.g. a deceased patient."""
-
-    code = "not_screened"
-
-    def __init__(self, record_id: str | None, reason: str) -> None:
-        self.record_id = record_id
-        self.reason = reason
-        super().__init__(f"record {record_id!r} not screened: {reason}")
-
-    def as_dict(self) -> dict[str, object]:
-        return {"code": self.code, "record_id": self.record_id, "message": str(self), "reason": self.reason}
+        return {**super().as_dict(), "source": self.source, "position": self.position}
 
 
 class EngineError(ScreeningError):
     """durable-rules failed, or its result contradicted the facts it was given."""
 
     code = "engine_error"
+
+
+class InternalError(ScreeningError):
+    """A failure that is not one of the above (a bug): the batch goes on and names it."""
+
+    code = "internal_error"
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")

@@ -11,8 +11,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from screening.decision import Decision
-from screening.errors import NotScreened, RecordError
+from screening.decision import Decision, NotScreened
+from screening.errors import RecordError
 from screening.fhir.bundle import is_fhir
 from screening.fhir.screening import screen_bundle, screen_read_record
 from screening.screener import RecordScreener
@@ -69,7 +69,7 @@ class Screener(RecordScreener):
 
     def screen_fhir_record(
         self, record: Mapping[str, Any], as_of: date | str | None = None, notes: Sequence[str] = ()
-    ) -> Decision:
+    ) -> Decision | NotScreened:
         """Screen a record read from FHIR; items dated after ``as_of`` are left out and noted.
 
         The notes (what was read but not used) are in the decision's ``input_notes``.

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from screening.aggregates.base import DiagnosisClassifier
-from screening.decision import Decision, decide
+from screening.decision import Decision, NotScreened, decide
 from screening.engine.compiler import StatusReader, compile_ruleset
 from screening.engine.durable import Engine
 from screening.engine.facts import FactSheet, compute_facts, plan
-from screening.errors import EngineError, InputError, NotScreened
+from screening.errors import EngineError, InputError
 from screening.record import Record, load_json, not_a_record, parse_record
 from screening.ruleset.loading import load_ruleset
 from screening.ruleset.model import RuleSet
@@ -72,12 +72,13 @@ class RecordScreener:
 
     def screen(
         self, record: Record | Mapping[str, Any] | str | bytes, as_of: date | str | None = None
-    ) -> Decision:
-        """Screen one record. Raises RecordError or InputError for bad input."""
+    ) -> Decision | NotScreened:
+        """Screen one record: its decision, or NotScreened (a deceased patient). Raises RecordError
+        or InputError for bad input."""
         day = parse_as_of(as_of)
         validated = self.validate(record, day)
         if validated.deceased:
-            raise NotScreened(validated.id, "the patient is recorded as deceased")
+            return NotScreened(validated.id, "the patient is recorded as deceased")
         sheet = compute_facts(self.ruleset, validated, day, self._classify, self._plan)
         return decide(self.ruleset, validated, day, sheet, self.statuses(sheet))
 

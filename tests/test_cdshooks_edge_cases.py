@@ -218,6 +218,8 @@ def test_a_body_that_is_not_json_is_a_415(client: TestClient, path: str, kind: s
         f"(or application/fhir+json), not {kind}; with curl, add -H 'Content-Type: application/json' "
         "(or use --json instead of -d)",
         "field": "Content-Type",
+        "record_id": None,
+        "problems": [],
     }
 
 

@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from screening import RecordError, Screener
 from screening.batch.inputs import read_bulk, read_bundles
 from screening.batch.worker import screen_result
-from screening.decision import Decision
-from screening.errors import NotScreened, ScreeningError
+from screening.decision import Decision, NotScreened
+from screening.errors import ScreeningError
 from screening.present.report import Summary
 from screening.service.app import create_app
 

@@ -18,7 +18,7 @@ PACKAGE = Path(screening.__file__).parent
 
 # From the bottom up: a module may import its own layer and the layers below, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "windows", "valuesets"),
+    ("errors", "vocabulary", "windows", "valuesets"),
     ("record",),
     ("aggregates",),
     ("ruleset",),

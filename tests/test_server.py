@@ -133,6 +133,8 @@ def test_request_errors_use_the_same_shape(client: TestClient) -> None:
         "code": "invalid_request",
         "message": "Input should be 'json' or 'text'",
         "field": "query.format",
+        "record_id": None,
+        "problems": [],
     }
     assert client.post("/screen?as_of=tomorrow", json=eligible_record()).json()["field"] == "as_of"
     assert client.get("/nowhere").json()["code"] == "not_found"
@@ -234,6 +236,8 @@ def test_internal_errors_are_logged_with_their_frames_and_no_patient_data(
         "code": "internal_error",
         "message": "internal error; the error was logged",
         "field": None,
+        "record_id": None,
+        "problems": [],
     }
     assert good.status_code == 200
     logged = "\n".join(r.getMessage() for r in caplog.records)

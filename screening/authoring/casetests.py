@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from screening.decision import NotScreened
 from screening.errors import Problem, ScreeningError
 from screening.intake import Screener
 from screening.ruleset.loading import pydantic_problems, yaml_files
@@ -209,6 +210,10 @@ def run_case(
         if expect.error and expect.error in str(error):
             return result
         result.failures.append(f"raised {error.code}: {error}")
+        return result
+    if isinstance(decision, NotScreened):
+        if not (expect.error and expect.error in decision.message):
+            result.failures.append(f"not screened: {decision.reason}")
         return result
     result.decision = decision
     if expect.error:

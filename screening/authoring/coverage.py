@@ -23,8 +23,7 @@ from typing import Any
 from screening.engine.explain import SYMBOL, Node, evaluate, expected
 from screening.ruleset.conditions import AllOf, AnyOf, Condition, Not
 from screening.ruleset.model import Criterion, RuleSet
-
-STATUSES = ("met", "not_met", "unknown")
+from screening.vocabulary import STATUSES, Status
 
 
 @dataclass
@@ -48,7 +47,7 @@ class CriterionCoverage:
 
     @property
     def goals(self) -> list[str]:
-        return ["met", "not_met", *(["unknown"] if self.can_be_unknown else []), "decisive"]
+        return [Status.met, Status.not_met, *([Status.unknown] if self.can_be_unknown else []), "decisive"]
 
     @property
     def missing(self) -> list[str]:
@@ -108,7 +107,7 @@ class Coverage:
         lines = [head, "-" * len(head)]
         for c in self.criteria:
             taken = sum(1 for b in c.branches if b.taken)
-            unknown = str(c.counts["unknown"]) if c.can_be_unknown else "-"
+            unknown = str(c.counts[Status.unknown]) if c.can_be_unknown else "-"
             branches = f"{taken}/{len(c.branches)}" if c.branches else "-"
             gaps = "; ".join(c.missing) or "none"
             lines.append(

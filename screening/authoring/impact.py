@@ -33,15 +33,14 @@ from typing import Any
 import orjson
 
 from screening.batch.run import run_batch
-from screening.decision import OUTCOME_ORDER
 from screening.errors import InputError
 from screening.ruleset.conditions import AllOf, AnyOf, Compare, Condition, Not, ParamRef, operands
 from screening.ruleset.loading import load_ruleset
 from screening.ruleset.model import Criterion, Fact, RuleSet
 from screening.screener import default_rules_dir, parse_as_of
 from screening.valuesets import ValueSet
+from screening.vocabulary import OUTCOMES
 
-OUTCOMES = tuple(o.value for o in OUTCOME_ORDER)
 NOT_DECIDED = "not_decided"
 """The row and column for a record with no decision on that side (an error, not screened)."""
 

@@ -17,6 +17,7 @@ from screening.engine.explain import condition_text
 from screening.ruleset.conditions import Scalar, comparisons
 from screening.ruleset.model import Criterion, Fact, RuleSet
 from screening.valuesets import ValueSet
+from screening.vocabulary import STATUSES
 
 _CODE_SYSTEMS = (
     ("icd10cm", "ICD-10-CM"),
@@ -98,7 +99,7 @@ def show_criterion(ruleset: RuleSet, criterion: Criterion, codes: bool = False) 
         lines.append(" ".join(criterion.description.split()))
     moves = [
         f"{status.replace('_', ' ')}: {outcome.value.replace('_', ' ')}"
-        for status in ("met", "not_met", "unknown")
+        for status in STATUSES
         if (outcome := level(criterion.effect, status)) is not None
     ]
     lines += [

@@ -32,6 +32,7 @@ import orjson
 
 from screening.batch.csv_layout import CSV_COLUMNS, CsvRow
 from screening.errors import InputError, ScreeningError
+from screening.intake import InputKind, classify
 
 if TYPE_CHECKING:
     from screening.ruleset.model import RuleSet
@@ -108,7 +109,7 @@ def _json_file_format(path: Path) -> str | None:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError:
         return None
-    return "fhir" if isinstance(data, dict) and "resourceType" in data else "json"
+    return "fhir" if classify(data) is InputKind.FHIR else "json"
 
 
 # How many *.json files of a directory are read to tell native records from FHIR Bundles.
@@ -124,7 +125,7 @@ def _json_directory_format(path: Path) -> str:
             data = orjson.loads(file.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             continue
-        if isinstance(data, dict) and "resourceType" in data:
+        if classify(data) is InputKind.FHIR:
             return "fhir"
         native = native or isinstance(data, dict | list)
     return "json" if native else "fhir"
@@ -199,7 +200,7 @@ def read_json(path: Path) -> Iterator[Item]:
         except orjson.JSONDecodeError as error:
             yield source, ReadError(InputError.code, f"{source}: not valid JSON: {error}"), len(body)
             continue
-        if isinstance(data, dict) and "resourceType" in data:
+        if classify(data) is InputKind.FHIR:
             message = (
                 f"{source}: a FHIR resource, not a native record; put FHIR Bundles in a directory "
                 "of their own, or pass --input-format fhir"
@@ -260,9 +261,7 @@ def read_bundles(path: Path, ruleset: RuleSet, notes: list[str] | None = None) -
         size = file.stat().st_size
         try:
             bundle = orjson.loads(file.read_bytes())
-            if path.is_dir() and not (
-                isinstance(bundle, dict) and isinstance(bundle.get("resourceType"), str)
-            ):
+            if path.is_dir() and classify(bundle) is not InputKind.FHIR:
                 if notes is not None:
                     notes.append(f"{source}: not a FHIR resource, passed over")
                 continue

@@ -21,7 +21,8 @@ import orjson
 
 from screening.batch.csv_layout import CsvRow, column_of, csv_record
 from screening.batch.inputs import FhirRecord, Item, ReadError
-from screening.errors import InputError, NotScreened, RecordError, ScreeningError
+from screening.decision import NotScreened
+from screening.errors import InputError, InternalError, RecordError, ScreeningError
 from screening.intake import Screener
 from screening.present.report import Summary
 from screening.record import not_a_record
@@ -144,34 +145,31 @@ def screen_result(
             decision = screener.screen_fhir_record(data, as_of)
         else:
             decision = screener.screen(data, as_of)
-    except NotScreened as error:
-        line["record_id"] = error.record_id or record_id
-        line["not_screened"] = error.as_dict()
-        summary.add_not_screened()
     except _Unreadable as error:
         line["error"] = error.details
         summary.add_error(str(error.details["code"]))
-    except RecordError as error:
+    except ScreeningError as error:
         details = error.as_dict()
         line["record_id"] = error.record_id or record_id
-        if isinstance(payload, CsvRow):  # name the cell; a malformed list cell is its own column
+        if isinstance(error, RecordError) and isinstance(payload, CsvRow):
+            # name the cell; a malformed list cell is its own column
             for problem in details["problems"]:  # type: ignore[attr-defined]
                 field = problem["field"]
                 problem["column"] = column_of(field, columns) if columns is not None else field
         line["error"] = details
         summary.add_error(error.code)
-    except ScreeningError as error:
-        details = {"code": error.code, "message": str(error)}
-        if isinstance(error, InputError):
-            details = {key: value for key, value in error.as_dict().items() if value is not None}
-        line["error"] = details
-        summary.add_error(error.code)
     except Exception as error:  # the batch goes on; the line and the exit code say what broke
-        line["error"] = {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
-        summary.add_error("internal_error")
+        internal = InternalError(error)
+        line["error"] = internal.as_dict()
+        summary.add_error(internal.code)
     else:
-        line["decision"] = decision.as_dict(compact)
-        summary.add_decision(decision)
+        if isinstance(decision, NotScreened):
+            line["record_id"] = decision.record_id or record_id
+            line["not_screened"] = decision.as_dict()
+            summary.add_not_screened()
+        else:
+            line["decision"] = decision.as_dict(compact)
+            summary.add_decision(decision)
         return line
     _shorten_messages(line["error"] if "error" in line else line["not_screened"])
     return line

@@ -46,9 +46,10 @@ from screening.ruleset.conditions import (
     resolve,
 )
 from screening.ruleset.model import Criterion, RuleSet
+from screening.vocabulary import STATUSES, Effect
 
 FACT_TYPE = "screening"
-MET, NOT_MET, UNKNOWN = "met", "not_met", "unknown"
+MET, NOT_MET, UNKNOWN = STATUSES
 _OPS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 _CHECKS = {
     "$neq": lambda a, b: a != b,
@@ -59,7 +60,13 @@ _CHECKS = {
 }
 
 
-PRIMARY_STATUS = {"require": NOT_MET, "indication": NOT_MET, "exclude": MET, "review": MET, "caution": MET}
+PRIMARY_STATUS: dict[str, str] = {
+    Effect.require: NOT_MET,
+    Effect.indication: NOT_MET,
+    Effect.exclude: MET,
+    Effect.review: MET,
+    Effect.caution: MET,
+}
 
 
 def rule_name(criterion_id: str, status: str) -> str:

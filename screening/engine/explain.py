@@ -26,6 +26,7 @@ from screening.ruleset.conditions import (
     resolve,
 )
 from screening.ruleset.model import Criterion, RuleSet
+from screening.vocabulary import Status
 
 SYMBOL = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
 _WORD = {True: "true", False: "false", None: "unknown"}
@@ -171,10 +172,10 @@ class Explanation:
     def tree_status(self) -> str:
         """The status the trees give (it must be the engine's; the tests check it)."""
         if self.when.value is True:
-            return "met"
+            return Status.met
         if self.not_met_when is None:
-            return "unknown" if self.when.value is None else "not_met"
-        return "not_met" if self.not_met_when.value is True else "unknown"
+            return Status.unknown if self.when.value is None else Status.not_met
+        return Status.not_met if self.not_met_when.value is True else Status.unknown
 
     def as_dict(self, fails: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {

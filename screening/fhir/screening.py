@@ -11,8 +11,8 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from screening.decision import Decision
-from screening.errors import InputError, NotScreened, RecordError
+from screening.decision import Decision, NotScreened
+from screening.errors import InputError, RecordError
 from screening.fhir.assemble import clip_to
 from screening.fhir.bundle import read_bundle
 from screening.fhir.terms import terms_for
@@ -41,7 +41,7 @@ def screen_bundle(
             continue
         try:
             out.append(screen_read_record(screener, item.record, day, item.notes))
-        except (NotScreened, RecordError) as error:
+        except RecordError as error:
             out.append(error)
     return out
 
@@ -51,10 +51,12 @@ def screen_read_record(
     record: Mapping[str, Any],
     as_of: date | str | None = None,
     notes: Sequence[str] = (),
-) -> Decision:
+) -> Decision | NotScreened:
     """Screen a record read from FHIR; items dated after ``as_of`` are left out and noted in the
     decision's ``input_notes``, with ``notes`` (what was read but not used)."""
     day = parse_as_of(as_of)
     clipped, dropped = clip_to(dict(record), day, terms_for(screener.ruleset))
     decision = screener.screen(clipped, day)
+    if isinstance(decision, NotScreened):
+        return decision
     return replace(decision, extra={**decision.extra, "input_notes": [*notes, *dropped]})

@@ -55,7 +55,7 @@ NONSPECIFIC_PAIN_SET = "chronic_pain_nonspecific"
 BREASTFEEDING_SET = "breastfeeding"
 PREGNANCY_SET = "pregnancy"
 # Failure is reported before success when a trial has several reasons.
-TRIAL_OUTCOME_ORDER = ("not_tolerated", "ineffective", "partial_response", "effective")
+TRIAL_OUTCOMES = ("not_tolerated", "ineffective", "partial_response", "effective")
 _FULL_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
 
@@ -268,8 +268,8 @@ class FhirTerms:
         self.pregnancy = sets.get(PREGNANCY_SET)
         self.diagnosis_sets = tuple(sets.values())
         self.outcomes = sorted(
-            (vs for vs in sets.values() if vs.attributes.get("fhir_trial_outcome") in TRIAL_OUTCOME_ORDER),
-            key=lambda vs: TRIAL_OUTCOME_ORDER.index(vs.attributes["fhir_trial_outcome"]),
+            (vs for vs in sets.values() if vs.attributes.get("fhir_trial_outcome") in TRIAL_OUTCOMES),
+            key=lambda vs: TRIAL_OUTCOMES.index(vs.attributes["fhir_trial_outcome"]),
         )
         self._outcome_words = {vs.id: _phrases(vs.text) for vs in self.outcomes}
         negations = [word for vs in sets.values() if vs.attributes.get("fhir_negation") for word in vs.text]

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from screening.decision import OUTCOME_ORDER
 from screening.errors import InputError
+from screening.vocabulary import OUTCOMES, STATUSES
 
 if TYPE_CHECKING:
     from screening.decision import Decision
     from screening.ruleset.model import RuleSet
 
-STATUSES = ("met", "not_met", "unknown")
 OUTCOME_LABELS = {
     "ineligible": "Ineligible",
     "needs_information": "Needs information",
@@ -144,7 +143,7 @@ class Summary:
             "screened": self.screened,
             "not_screened": self.not_screened,
             "failed": self.failed,
-            "outcomes": {o.value: self.outcomes.get(o.value, 0) for o in OUTCOME_ORDER},
+            "outcomes": {o.value: self.outcomes.get(o.value, 0) for o in OUTCOMES},
             "errors": dict(self.errors.most_common()),
             "criteria": criteria,
             "decisive": decisive,
@@ -166,7 +165,7 @@ class Summary:
             ("total", "not_screened", "", self.not_screened),
             ("total", "failed", "", self.failed),
         ]
-        out += [("outcome", o.value, "", self.outcomes.get(o.value, 0)) for o in OUTCOME_ORDER]
+        out += [("outcome", o.value, "", self.outcomes.get(o.value, 0)) for o in OUTCOMES]
         out += [("error", code, "", n) for code, n in self.errors.most_common()]
         out += [("criterion", cid, status, n) for (cid, status), n in sorted(self.statuses.items())]
         out += [("decisive", cid, outcome, n) for (outcome, cid), n in sorted(self.decisive.items())]
@@ -248,7 +247,7 @@ def _pct(part: int, whole: int) -> str:
 
 def _cards(summary: Summary) -> str:
     cards = [("assessed", "Records assessed", summary.assessed, "")]
-    cards += [(o.value, OUTCOME_LABELS[o.value], summary.outcomes.get(o.value, 0), "") for o in OUTCOME_ORDER]
+    cards += [(o.value, OUTCOME_LABELS[o.value], summary.outcomes.get(o.value, 0), "") for o in OUTCOMES]
     cards.append(("not_screened", "Not screened (deceased)", summary.not_screened, ""))
     cards.append(("failed", "Unreadable or invalid", summary.failed, ""))
     out = []

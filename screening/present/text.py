@@ -16,8 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from screening.decision import CriterionResult, Decision, Outcome
-from screening.errors import NotScreened
+from screening.decision import CriterionResult, Decision, NotScreened
+from screening.vocabulary import Outcome, Status
 
 _STYLE = {
     Outcome.ineligible: "bold white on red",
@@ -90,7 +90,7 @@ def render_text(decision: Decision, color: bool = False, width: int | None = Non
             console.print(f"  - {escape(note)}")
     # A caution left unknown is listed under "Not checked" above, never as passed; a
     # criterion outranked by a stronger finding on the same facts is superseded, not passed.
-    settled = [r for r in grouped.get(None, []) if r.status != "unknown"]
+    settled = [r for r in grouped.get(None, []) if r.status != Status.unknown]
     passed = [r for r in settled if r.superseded_by is None]
     superseded = [r for r in settled if r.superseded_by is not None]
     if full and settled:

@@ -24,7 +24,6 @@ from screening.ruleset.conditions import (
 )
 from screening.ruleset.model import (
     ENGINE_LIMIT,
-    STATUSES,
     Criterion,
     Fact,
     Loaded,
@@ -39,11 +38,11 @@ from screening.ruleset.schema import CriterionDef, FactDef
 from screening.ruleset.templates import Template
 from screening.ruleset.yamlsource import PathKey, Positions, show
 from screening.valuesets import ValueSet
+from screening.vocabulary import STATUSES, effect_rank
 
 EVIDENCE = "evidence"  # a template name: the record items behind the criterion
 RESERVED_FACT_NAMES = frozenset({"t", "sid", "id", EVIDENCE})
 _ORDERING = frozenset({"lt", "le", "gt", "ge"})
-EFFECT_ORDER = ("require", "indication", "exclude", "review", "caution")
 
 
 @dataclass(frozen=True)
@@ -519,7 +518,7 @@ def build(
         directory=directory,
         parameters=builder.parameters,
         facts=builder.facts,
-        criteria=tuple(sorted(criteria, key=lambda c: EFFECT_ORDER.index(c.effect))),
+        criteria=tuple(sorted(criteria, key=lambda c: effect_rank(c.effect))),
         value_sets=builder.value_sets,
         sources=builder.sources,
         answers={k: v for k, (v, _, _) in builder.section["answers"].items()},

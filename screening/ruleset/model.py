@@ -26,7 +26,6 @@ from screening.ruleset.templates import Template
 from screening.ruleset.yamlsource import PathKey, Positions, show
 from screening.valuesets import ValueSet
 
-STATUSES = ("met", "not_met", "unknown")
 M = TypeVar("M", bound=BaseModel)
 
 

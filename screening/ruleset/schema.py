@@ -37,10 +37,11 @@ from pydantic import (
     model_validator,
 )
 
+from screening.vocabulary import Effect
+
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 NAME_RULE = "starts with a lower-case letter and has only a-z, 0-9 and _ (at most 64)"
 CriterionId = Annotated[str, Field(pattern=r"^(INC|IND|EXC|REV|CAU)-[A-Z0-9]+(-[A-Z0-9]+)*$")]
-Effect = Literal["require", "indication", "exclude", "review", "caution"]
 
 
 def _plain(message: str, finite: bool = False) -> WrapValidator:
@@ -163,7 +164,7 @@ class Emphasis(_Strict):
 class CriterionDef(_Strict):
     id: CriterionId
     title: str
-    effect: Effect
+    effect: Annotated[Effect, Field(strict=False)]  # the YAML word, read as the enum
     sources: Annotated[list[StrictStr], Field(min_length=1)]
     when: Any
     not_met_when: Any = None

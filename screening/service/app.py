@@ -50,10 +50,9 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from screening.decision import Decision
-from screening.errors import EngineError, InputError, NotScreened, RecordError, RuleSetError, ScreeningError
-from screening.fhir.bundle import is_fhir
-from screening.intake import Screener
+from screening.decision import Decision, NotScreened
+from screening.errors import EngineError, InputError, RecordError, RuleSetError, ScreeningError
+from screening.intake import InputKind, Screener, classify
 from screening.record import Record, load_json, not_a_record
 from screening.screener import parse_as_of
 from screening.service import cdshooks
@@ -93,8 +92,9 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": _clip(message), "field": field, **extra}
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The one error shape (as :meth:`ScreeningError.as_dict`) for errors of HTTP's own."""
+    return {"code": code, "message": _clip(message), "field": field, "record_id": None, "problems": []}
 
 
 def _clip(text: str | None) -> str | None:
@@ -130,19 +130,11 @@ def error_response(error: Exception, where: str = "") -> Response:
     """The one place where errors become HTTP responses; a 500 is logged here (``where``: the request)."""
     if isinstance(error, ApiError):
         status, body = error.status, error_body(error.code, error.message, error.field)
-    elif isinstance(error, RecordError):
-        field = error.problems[0].field if error.problems else None
-        problems = [p.as_dict() for p in error.problems]
-        status, body = (
-            422,
-            error_body(error.code, str(error), field, record_id=_clip(error.record_id), problems=problems),
-        )
-    elif isinstance(error, InputError):
-        status, body = 400, error_body(error.code, str(error), error.position)
     elif isinstance(error, (EngineError, RuleSetError)):
         status, body = 500, error_body(error.code, "the screening engine failed; the error was logged")
     elif isinstance(error, ScreeningError):
-        status, body = 400, error_body(error.code, str(error))
+        status = 422 if isinstance(error, RecordError) else 400
+        body = {**error.as_dict(), "message": _clip(str(error)), "record_id": _clip(error.record_id)}
     else:
         status, body = 500, error_body("internal_error", "internal error; the error was logged")
     if status == 500:
@@ -451,8 +443,8 @@ def _screen_answer(screener: Screener, body: bytes, as_of: date, format: str) ->
 def _screen_batch(screener: Screener, body: bytes, as_of: date, limit: int) -> bytes:
     """Parse, screen and write the answer of POST /screen/batch (in the worker thread)."""
     data = parse_body(body)
-    items = data.get("records") if isinstance(data, dict) and not is_fhir(data) else data
-    if is_fhir(items):
+    items = data.get("records") if classify(data) is InputKind.NATIVE else data
+    if classify(items) is InputKind.FHIR:
         items = [items]
     if not isinstance(items, list):
         raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
@@ -467,7 +459,8 @@ def _read_hook(body: bytes) -> cdshooks.HookRequest:
 
 
 def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScreened:
-    if is_fhir(data):
+    kind = classify(data)
+    if kind is InputKind.FHIR:
         results = screener.screen_fhir(data, as_of, source="request body")
         # A malformed resource is answered as the invalid record it makes, whatever else the body holds.
         failed = next((r for r in results if isinstance(r, RecordError)), None)
@@ -480,27 +473,22 @@ def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScr
         if isinstance(results[0], RecordError):
             raise results[0]
         return results[0]
-    if not isinstance(data, dict):
+    if kind is InputKind.NOT_AN_OBJECT:
         raise not_a_record(data, "request body")
-    try:
-        return screener.screen(data, as_of)
-    except NotScreened as error:
-        return error
+    return screener.screen(data, as_of)
 
 
 def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for position, item in enumerate(items):
         try:
-            if is_fhir(item):
+            kind = classify(item)
+            if kind is InputKind.FHIR:
                 found: list[Any] = list(screener.screen_fhir(item, as_of, source=f"records[{position}]"))
+            elif kind is InputKind.NOT_AN_OBJECT:
+                raise not_a_record(item, f"records[{position}]")
             else:
-                if not isinstance(item, dict):
-                    raise not_a_record(item, f"records[{position}]")
-                try:
-                    found = [screener.screen(item, as_of)]
-                except NotScreened as error:
-                    found = [error]
+                found = [screener.screen(item, as_of)]
         except ScreeningError as error:
             found = [error]
         for result in found:

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from screening.aggregates.base import DIAGNOSES, DIAGNOSIS_FIELDS
-from screening.decision import CriterionResult, Decision, Outcome
-from screening.errors import InputError, NotScreened, RecordError
+from screening.decision import CriterionResult, Decision, NotScreened
+from screening.errors import InputError, RecordError
 from screening.fhir.bundle import Entry, FhirRecord, flatten, is_fhir, keys_of, read_entries, ref_key
 from screening.fhir.map import MEDICATION_TYPES, PATIENT_REFERENCE, TREATMENT_TYPES
 from screening.fhir.terms import OBSERVATION_SETS
 from screening.ruleset.model import Fact, RuleSet
+from screening.vocabulary import Effect, Outcome, Status, effect_rank
 
 if TYPE_CHECKING:
     from screening.intake import Screener
@@ -54,7 +55,6 @@ PREFETCH_TYPES = {
 }
 SUMMARY_LIMIT = 139
 _PATIENT_ELEMENTS = ("subject", "patient")
-EFFECT_ORDER = ("indication", "require", "exclude", "review", "caution")
 INDICATOR = {
     Outcome.ineligible: "critical",
     Outcome.needs_information: "warning",
@@ -325,7 +325,7 @@ def screen_hook(
         return failed
     try:
         return screener.screen_fhir_record(found.record, as_of, found.notes)
-    except (NotScreened, RecordError) as error:
+    except RecordError as error:
         return error
 
 
@@ -419,7 +419,7 @@ def unchecked(decision: Decision, ruleset: RuleSet, unavailable: list[str]) -> d
     out: dict[str, list[str]] = {}
     for result in decision.criteria:
         spec = specs.get(result.id)
-        if result.status == "unknown" or spec is None:
+        if result.status == Status.unknown or spec is None:
             continue
         kinds: set[str] = set()
         for name in spec.facts:
@@ -466,8 +466,9 @@ def decision_card(
     elif decision.outcome == Outcome.needs_information:
         # The criteria that leave the outcome open, not whatever is first on the list to ask;
         # the pain condition first, since the others (its onset, its grade) presuppose it.
-        unknown = [c for c in trusted if c.status == "unknown"] or trusted
-        unknown.sort(key=lambda c: EFFECT_ORDER.index(c.effect) if c.effect in EFFECT_ORDER else 9)
+        unknown = [c for c in trusted if c.status == Status.unknown] or trusted
+        # The indication first: without the pain condition, the questions about it cannot be asked.
+        unknown.sort(key=lambda c: (c.effect != Effect.indication, effect_rank(c.effect)))
         lead = unknown[0] if unknown else None
         if lead is not None and lead.missing:
             others = len({m for c in unknown for m in c.missing} - {lead.missing[0]})
@@ -539,7 +540,7 @@ def detail(
     return "\n".join(lines)
 
 
-_STATUS = {"met": "met", "not_met": "not met", "unknown": "unknown"}
+_STATUS: dict[str, str] = {Status.met: "met", Status.not_met: "not met", Status.unknown: "unknown"}
 _EVIDENCE_SHOWN = 5
 _NOTES_SHOWN = 5
 
