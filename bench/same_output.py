@@ -32,9 +32,15 @@ What each side writes, the artefacts compared:
   line, with its standard error;
 * ``rules-compiled.json``: ``screening rules show --compiled``.
 
-Normalised, because they change from one run to the next and not with the code: in each
-HTML report, the values of the run table's "Time", "Throughput" and "Report generated"
-rows (:data:`RUN_TIME_ROWS`). Nothing else is: the CSV summary holds counts only, and both
+Normalised, because they change from one run to the next and not with the code (each
+value becomes ``(normalised)``):
+
+* in each HTML report, the values of the run table's "Time", "Throughput" and "Report
+  generated" rows (:data:`RUN_TIME_ROWS`);
+* in ``check-json.txt``, the ``"uuid"`` of each CDS Hooks card (a random UUID4 per card,
+  as the CDS Hooks specification asks).
+
+Nothing else is: the CSV summary holds counts only, and both
 sides write to the same paths, one side after the other, so that the paths outputs name
 (``source``, the report's inputs and output) are equal as they stand.
 
@@ -49,6 +55,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -67,13 +74,12 @@ REPO = Path(__file__).resolve().parent.parent
 AS_OF = "2026-11-22"
 SEED = 1
 WORKERS = "2"
-# Checks are one short process each: two at a time keep both cores of a small machine busy.
-CHECK_JOBS = 2
 
 # Rows of the report's run table that say how this run went, not what the code does.
 RUN_TIME_ROWS = ("Time", "Throughput", "Report generated")
 _RUN_TIME_NAMES = "|".join(map(re.escape, RUN_TIME_ROWS))
 _RUN_TIME = re.compile(rf"(<tr><th>(?:{_RUN_TIME_NAMES})</th><td>)[^<]*(</td></tr>)")
+_CARD_UUID = re.compile(rb'("uuid": ")[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(")')
 
 # Output modes of `screening batch`: name, arguments, the word its --help must show on both
 # sides for the mode to be run (None: always there), and the output's suffix.
@@ -117,13 +123,68 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def screening(tree: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """``python -m screening ARGS`` run from ``tree``'s own code."""
+def python_in(tree: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """This interpreter run with ``tree``'s code first on its path (cwd and PYTHONPATH)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "screening", *args], cwd=tree, env=env, capture_output=True, check=False
+        [sys.executable, *args], cwd=tree, env=env, input=stdin, capture_output=True, check=False
     )
+
+
+def screening(tree: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``python -m screening ARGS`` run from ``tree``'s own code."""
+    return python_in(tree, "-m", "screening", *args)
+
+
+# Runs `python -m screening ARGS` for each ARGS list read (as JSON) from stdin, in this one
+# process, as runpy runs a module for `-m`; writes "EXIT OUTLEN ERRLEN\n", stdout, stderr
+# for each. A process per check would cost 87 x 2 interpreter starts and rule loads a side.
+CHECK_DRIVER = """
+import io, json, runpy, sys, traceback
+out = sys.stdout.buffer
+for args in json.load(sys.stdin):
+    stdout, stderr = io.BytesIO(), io.BytesIO()
+    sys.stdout = io.TextIOWrapper(stdout, encoding="utf-8", write_through=True)
+    sys.stderr = io.TextIOWrapper(stderr, encoding="utf-8", write_through=True)
+    sys.argv = ["screening", *args]
+    code = 0
+    try:
+        runpy.run_module("screening", run_name="__main__", alter_sys=True)
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Read before the wrappers go: a collected TextIOWrapper closes its BytesIO.
+    printed, errors = stdout.getvalue(), stderr.getvalue()
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    out.write(b"%d %d %d\\n" % (code, len(printed), len(errors)) + printed + errors)
+out.flush()
+"""
+
+
+def run_checks(tree: Path, inputs: Inputs, extra: Sequence[str]) -> bytes:
+    """``screening check FILE --as-of AS_OF EXTRA`` of every check input, each under a
+    ``### path (exit N)`` line and followed by its standard error, if any."""
+    jobs = [["check", str(path), "--as-of", AS_OF, *extra] for path in inputs.check_files]
+    done = python_in(tree, "-c", CHECK_DRIVER, stdin=json.dumps(jobs).encode())
+    if done.returncode != 0:
+        raise SameOutputError(
+            f"{tree}: the check driver failed: {done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    data, at, parts = done.stdout, 0, []
+    for path in inputs.check_files:
+        end = data.index(b"\n", at)
+        code, out_len, err_len = map(int, data[at:end].split())
+        stdout = data[end + 1 : end + 1 + out_len]
+        stderr = data[end + 1 + out_len : end + 1 + out_len + err_len]
+        at = end + 1 + out_len + err_len
+        parts.append(f"### {path.relative_to(inputs.root)} (exit {code})\n".encode() + stdout)
+        parts.append(b"--- stderr\n" + stderr if stderr else b"")
+    return b"".join(parts)
 
 
 def check_tree(tree: Path) -> None:
@@ -271,20 +332,14 @@ def run_side(tree: Path, inputs: Inputs, work: Path, name: str, modes: set[str])
     for report in out.glob("*-report.html"):
         report.write_text(normalise_report(report.read_text(encoding="utf-8")), encoding="utf-8")
     progress(f"[{name}] screening check of {len(inputs.check_files)} files, json and text")
-    for form, extra in (("json", ("--format", "json")), ("text", ("--format", "text", "--no-color"))):
-
-        def check(path: Path, extra: tuple[str, ...] = extra) -> bytes:
-            done = screening(tree, "check", str(path), "--as-of", AS_OF, *extra)
-            head = f"### {path.relative_to(inputs.root)} (exit {done.returncode})\n".encode()
-            return head + done.stdout + (b"--- stderr\n" + done.stderr if done.stderr else b"")
-
-        pool = ThreadPoolExecutor(CHECK_JOBS)
-        try:
-            results = list(pool.map(check, inputs.check_files))
-        finally:
-            # On Ctrl-C, drop the checks not started rather than run them all first.
-            pool.shutdown(cancel_futures=True)
-        (out / f"check-{form}.txt").write_bytes(b"".join(results))
+    forms = {"json": ("--format", "json"), "text": ("--format", "text", "--no-color")}
+    pool = ThreadPoolExecutor(len(forms))
+    try:
+        checked = pool.map(lambda form: (form, run_checks(tree, inputs, forms[form])), forms)
+        for form, text in checked:
+            (out / f"check-{form}.txt").write_bytes(normalise_cards(text) if form == "json" else text)
+    finally:
+        pool.shutdown(cancel_futures=True)
     progress(f"[{name}] screening rules show --compiled")
     compiled = screening(tree, "rules", "show", "--compiled")
     (out / "rules-compiled.json").write_bytes(compiled.stdout + compiled.stderr)
@@ -295,6 +350,11 @@ def run_side(tree: Path, inputs: Inputs, work: Path, name: str, modes: set[str])
     seconds = time.monotonic() - started
     progress(f"[{name}] done in {seconds:.1f} s")
     return seconds
+
+
+def normalise_cards(text: bytes) -> bytes:
+    """``check --format json`` output without the random uuid of each CDS Hooks card."""
+    return _CARD_UUID.sub(rb"\1(normalised)\2", text)
 
 
 def normalise_report(text: str) -> str:
@@ -405,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SameOutputError as error:
         print(f"same_output: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("same_output: interrupted; the temporary worktrees are removed", file=sys.stderr)
+        return 130
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(report(rows))
