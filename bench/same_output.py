@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the cohort (default: {SEED})")
     parser.add_argument("--keep", type=Path, help="keep inputs and both sides' artefacts in this folder")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     scratch = Path(tempfile.mkdtemp(prefix="same-output-"))
     work = args.keep.resolve() if args.keep else scratch / "work"
     try:
@@ -470,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
     print(report(rows))
     differ = sum(not row.same for row in rows)
     times = f"before {seconds['before']:.1f} s, after {seconds['after']:.1f} s"
