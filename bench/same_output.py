@@ -189,20 +189,10 @@ def run_checks(tree: Path, inputs: Inputs, extra: Sequence[str]) -> bytes:
 
 def check_tree(tree: Path) -> None:
     """Make sure a side imports ``screening`` from its own tree, not from an installed copy."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH")) if p)
-    )
-    found = subprocess.run(
-        [sys.executable, "-c", "import screening; print(screening.__file__)"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    where = Path(found.stdout.strip() or ".").resolve()
+    found = python_in(tree, "-c", "import screening; print(screening.__file__)")
+    where = Path(found.stdout.decode().strip() or ".").resolve()
     if found.returncode != 0 or not where.is_relative_to(tree.resolve()):
-        detail = found.stderr.strip().splitlines()[-1:] or [f"imported from {where}"]
+        detail = found.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"imported from {where}"]
         raise SameOutputError(f"{tree}: does not run its own screening package ({detail[0]})")
 
 
