@@ -364,12 +364,19 @@ def _read(path: Path) -> bytes | None:
 
 def first_difference(before: bytes, after: bytes) -> tuple[int, str, str, str]:
     """The first line (1-based) where two outputs differ, each side's text of it, and the
-    nearest ``### `` heading above it (which check input or batch run it belongs to)."""
+    nearest ``### `` heading above it (which check input or batch run it belongs to).
+
+    A long line is shown from a little before its first differing character, so that a
+    difference deep in a JSONL line is not clipped away."""
     left, right = before.split(b"\n"), after.split(b"\n")
     heading = ""
     for number, (a, b) in enumerate(zip(left, right, strict=False), 1):
         if a != b:
-            return number, _text(a), _text(b), heading
+            column = next(
+                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+            )
+            start = max(0, column - 80)
+            return number, _text(a, start), _text(b, start), heading
         if a.startswith(b"### "):
             heading = _text(a)
     number = min(len(left), len(right)) + 1
@@ -381,9 +388,9 @@ def first_difference(before: bytes, after: bytes) -> tuple[int, str, str, str]:
     )
 
 
-def _text(line: bytes, limit: int = 240) -> str:
+def _text(line: bytes, start: int = 0, limit: int = 240) -> str:
     # Not screening.errors.clip: this script must not import either side's package.
-    text = line.decode(errors="replace")
+    text = ("…" if start else "") + line[start:].decode(errors="replace")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

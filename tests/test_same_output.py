@@ -106,6 +106,9 @@ def test_first_difference_names_the_check_input_it_falls_under() -> None:
     after = b"### a.json (exit 0)\nsame\n### b.json (exit 0)\nnew line\n"
     assert same_output.first_difference(before, after) == (4, "old line", "new line", "### b.json (exit 0)")
     assert same_output.first_difference(b"a\n", b"a\nb\n")[1:3] == ("", "b")
+    # A long line is shown from near its first difference, not clipped before it.
+    number, left, right, _ = same_output.first_difference(b"x" * 1000 + b"1", b"x" * 1000 + b"2")
+    assert (number, left[-2:], right[-2:], left[0]) == (1, "x1", "x2", "…")
 
 
 def test_a_ref_that_does_not_exist_stops_the_script(capsys: pytest.CaptureFixture[str]) -> None:
