@@ -175,6 +175,11 @@ class CriterionDef(_Strict):
     emphasis: Emphasis | None = None
     urgent: bool = False
     description: str = ""
+    label_when_failed: str | None = Field(
+        default=None,
+        description="A few words for what failed, as the report's flow diagram names it "
+        "(under {adult_min_age}); it may name parameters, not facts.",
+    )
 
 
 class DoseRange(_Strict):
