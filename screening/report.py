@@ -225,12 +225,15 @@ class Summary:
         return out
 
 
+_BREAKDOWN_FACTS = {fact: dimension for dimension, fact, _ in BREAKDOWNS}
+
+
 def profile(criteria_facts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """The record's group in each breakdown, from the facts its criteria report.
 
     A fact a criterion did not report, or reported as unknown, puts the record in the
     "unknown" group (age, indication grade) or "not recorded" (sex)."""
-    wanted = {fact: dimension for dimension, fact, _ in BREAKDOWNS}
+    wanted = _BREAKDOWN_FACTS
     values: dict[str, Any] = {}
     for facts in criteria_facts:
         for fact in wanted.keys() & facts.keys():
@@ -407,7 +410,7 @@ def _breakdowns(summary: Summary, ruleset: RuleSet) -> str:
                     f'<td class="num" data-outcome="{o.value}">{n:,}</td>'
                     for o, n in zip(OUTCOME_ORDER, cells, strict=True)
                 )
-                + f'<td class="num" data-total="">{total:,}</td><td class="num">{_pct(eligible, total)}</td></tr>'
+                + f'<td class="num">{total:,}</td><td class="num">{_pct(eligible, total)}</td></tr>'
             )
         body = "".join(rows) or f'<tr><td colspan="{len(OUTCOME_ORDER) + 3}">No screened records.</td></tr>'
         out.append(
