@@ -31,6 +31,7 @@ import orjson
 
 from .decision import OUTCOME_ORDER
 from .errors import InputError
+from .worklist import ItemIds
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -306,7 +307,7 @@ def render_html(summary: Summary, run: RunInfo) -> str:
         cards=_cards(summary),
         flow=flow_diagram(summary, ruleset),
         criteria=_criteria_table(summary, ruleset),
-        missing=_missing_table(summary),
+        missing=_missing_table(summary, ItemIds(ruleset)),
         breakdowns=_breakdowns(summary, ruleset),
         errors=_errors_table(summary),
         run=_run_table(run),
@@ -360,7 +361,7 @@ def _criteria_table(summary: Summary, ruleset: RuleSet) -> str:
     return "\n".join(rows)
 
 
-def _missing_table(summary: Summary, limit: int = 15) -> str:
+def _missing_table(summary: Summary, item_ids: ItemIds, limit: int = 15) -> str:
     """The missing items; the first count is the flow diagram's (records needing information)."""
     if not summary.missing:
         return '<p class="none">No record needed more information.</p>'
@@ -368,7 +369,7 @@ def _missing_table(summary: Summary, limit: int = 15) -> str:
     own = dict(summary.missing_of("needs_information"))
     items = sorted(summary.missing, key=lambda item: (-own.get(item, 0), -summary.missing[item], item))
     rows = [
-        f'<tr data-missing="{_e(item)}"><td>{_e(item)}</td>'
+        f'<tr data-missing="{_e(item)}"><td>{_e(item)}<br><code class="id">{_e(item_ids(item))}</code></td>'
         f'<td class="num" data-count="needs_information">{own.get(item, 0):,}</td>'
         f'<td class="num">{_pct(own.get(item, 0), waiting)}</td>'
         f'<td class="num" data-count="all">{summary.missing[item]:,}</td></tr>'
@@ -380,7 +381,8 @@ def _missing_table(summary: Summary, limit: int = 15) -> str:
         f'<p class="note">{waiting:,} records need information; a record can miss several items. '
         "The first count is the flow diagram's: the records whose outcome is needs information. "
         "The last also counts the records with another outcome that miss the item (an ineligible "
-        "record can miss items too, but they would not change its outcome).</p>"
+        "record can miss items too, but they would not change its outcome). Under each item, its "
+        "<code>item</code> in the worklist (<code>screening batch --worklist</code>).</p>"
         '<table><thead><tr><th>Missing item (what to ask next)</th><th class="num">Records needing information</th>'
         '<th class="num">Of them</th><th class="num">All records missing it</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>{tail}"

@@ -11,7 +11,8 @@ the loader (:mod:`screening.ruleset`) merges them::
     answers:     record field -> what to ask when it is left blank
     value_sets:  id -> title, source, icd10cm, snomed, rxnorm, loinc, text, ...
     facts:       name -> aggregate, args, output, ask, if_absent, not_checked
-    criteria:    list of id, title, effect, sources, when, reason, recommendation, ...
+    criteria:    list of id, title, effect, sources, when, reason, recommendation,
+                 label_when_failed (what failed, for the report), ...
     dosing:      reference dosing ranges shown for eligible patients
 
 Files named ``*_test.yaml`` hold test cases instead (:mod:`screening.casetests`).

@@ -328,6 +328,7 @@ def test_missing_items_are_shown_as_the_rules_ask_for_them(tmp_path: Path) -> No
     assert Summary.from_jsonl(tmp_path / "results.jsonl").missing == Counter({asked: 1})
     assert text.count(asked) == 2  # the flow diagram and the table
     assert "Opioid analgesics" not in text and "non-Opioid" not in text
+    assert f"{asked} criterion:INC-REFRACTORY" in text  # the table names its worklist item
 
 
 def test_every_requirement_and_exclusion_says_what_failed() -> None:
