@@ -541,6 +541,11 @@ def schema() -> None:
 )
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts as CSV.")
+@click.option(
+    "--worklist",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write who needs which information as CSV: a row per record and missing item.",
+)
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Processes (default: one per core).")
 @click.option("--as-of", help="Screening date, YYYY-MM-DD (default: today; on --resume, the earlier run's).")
 @rules_option
@@ -568,7 +573,7 @@ def schema() -> None:
     default="600",
     show_default=True,
     callback=lambda ctx, param, value: _octal_mode(value),
-    help="Permissions of --out, --report and --summary, in octal (they hold patient data).",
+    help="Permissions of --out, --report, --summary and --worklist, in octal (they hold patient data).",
 )
 @reports_errors
 def batch(
@@ -576,6 +581,7 @@ def batch(
     out: Path,
     report: Path | None,
     summary: Path | None,
+    worklist: Path | None,
     workers: int | None,
     as_of: str | None,
     rules_dir: Path | None,
@@ -617,13 +623,17 @@ def batch(
       screening batch patients.jsonl --out results.jsonl --report report.html --as-of 2026-11-22
       screening batch registry.csv bundles/ --out results.jsonl --workers 2 --summary counts.csv
       screening batch patients.jsonl --out results.jsonl --resume
+      screening batch patients.jsonl --out results.jsonl --worklist worklist.csv
       screening batch examples/ --out - --as-of 2026-11-22      # a folder of JSON records
       screening batch big.jsonl --out results.jsonl --compact --workers 8
     """
     from screening.batch.output import prepare_output
     from screening.batch.run import run_batch
     from screening.present.report import write_csv, write_html
+    from screening.present.worklist import write_worklist
 
+    if worklist and str(out) == "-":
+        raise InputError("--worklist is read back from the output file; it cannot be standard output ('-')")
     progress = not quiet and sys.stderr.isatty()
     try:
         result = run_batch(
@@ -639,7 +649,7 @@ def batch(
             chunk_size=chunk_size,
             progress=progress,
             compact=compact,
-            reports=[path for path in (report, summary) if path],
+            reports=[path for path in (report, summary, worklist) if path],
             mode=file_mode,
         )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
@@ -651,6 +661,9 @@ def batch(
     if summary:
         prepare_output(summary, file_mode)
         write_csv(result.summary, summary)
+    if worklist:
+        prepare_output(worklist, file_mode)
+        write_worklist(out, worklist, result.ruleset)
     counts = result.summary
     if not quiet:
         for note in result.notes:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from collections import Counter
+from dataclasses import replace
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,7 +17,8 @@ from click.testing import CliRunner
 
 from screening.batch.synthetic import write_records
 from screening.cli import main
-from screening.present.report import Summary
+from screening.errors import RuleSetError
+from screening.present.report import Summary, failed_label, value_label
 from screening.ruleset.loading import load_ruleset
 
 from .conftest import AS_OF, RULES, eligible_record
@@ -287,19 +291,208 @@ def test_the_report_speaks_to_a_clinical_lead(run: Path) -> None:
     assert "<tspan" in html
 
 
-def test_treatment_classes_and_flags_have_human_labels() -> None:
-    from screening.present.report import Labels
+def batch_of(folder: Path, records: list[dict[str, object]], *extra: str) -> Path:
+    """Screen ``records`` through the CLI into ``folder`` (results.jsonl, report.html, summary.csv)."""
+    patients = folder / "patients.jsonl"
+    patients.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+    args = ["batch", str(patients), "--out", str(folder / "results.jsonl"), "--as-of", AS_OF]
+    args += ["--rules", str(RULES), "-w", "1", "-q", "--force", "--report", str(folder / "report.html")]
+    result = CliRunner().invoke(main, [*args, "--summary", str(folder / "summary.csv"), *extra])
+    assert result.exit_code == 0, result.stderr
+    return folder
 
-    labels = Labels(load_ruleset(RULES))
-    assert labels.text("the outcome of the trials in: snri_tca, opioid") == (
-        "the outcome of the trials in: SNRI and tricyclic antidepressants, Opioid analgesics"
+
+def visible_text(html: str) -> str:
+    """The report's text as a reader sees it: no tags, no embedded data, one space."""
+    text = re.sub(r"<[^>]*>", " ", html.split('id="summary-data"')[0])
+    return re.sub(r"\s+", " ", unescape(text))
+
+
+def test_missing_items_are_shown_as_the_rules_ask_for_them(tmp_path: Path) -> None:
+    """The class label of the value set, as the rule set words it: no rewriting of the
+    "opioid" inside "non-opioid" (it was "NSAID/non-Opioid analgesics analgesic")."""
+    treatments = [
+        {"name": "gabapentin", "treatment_class": "gabapentinoid_anticonvulsant", "outcome": "ineffective"},
+        {"name": "naproxen", "outcome": "unknown"},
+    ]
+    batch_of(tmp_path, [eligible_record(id="n1", treatments=treatments)])
+    text = visible_text((tmp_path / "report.html").read_text())
+    ruleset = load_ruleset(RULES)
+    label = next(
+        vs.attributes["label"]
+        for vs in ruleset.value_sets.values()
+        if vs.attributes.get("treatment_class") == "nsaid_nonopioid"
     )
-    assert labels.text("treatment history (record [] if none was tried)") == (
-        "treatment history (record \u201cnone\u201d if none was tried)"
+    assert label == "NSAID/non-opioid analgesic"
+    asked = f"for the treatment trials: the outcome of naproxen ({label})"
+    assert Summary.from_jsonl(tmp_path / "results.jsonl").missing == Counter({asked: 1})
+    assert text.count(asked) == 2  # the flow diagram and the table
+    assert "Opioid analgesics" not in text and "non-Opioid" not in text
+    assert f"{asked} criterion:INC-REFRACTORY" in text  # the table names its worklist item
+
+
+def test_every_requirement_and_exclusion_says_what_failed() -> None:
+    ruleset = load_ruleset(RULES)
+    for criterion in ruleset.criteria:
+        if criterion.effect in ("require", "exclude", "indication"):
+            assert criterion.label_when_failed is not None, criterion.id
+            assert criterion.label_when_failed.text != criterion.title, criterion.id
+    adult = next(c for c in ruleset.criteria if c.id == "INC-ADULT")
+    assert failed_label(adult, ruleset.params) == "under 18"
+    assert failed_label(replace(adult, label_when_failed=None), ruleset.params) == "not met: Adult"
+    review = next(c for c in ruleset.criteria if c.id == "REV-SEIZURE")
+    assert failed_label(review, ruleset.params) == "Seizure disorder"  # a finding is its title
+
+
+def test_a_label_when_failed_that_names_a_fact_is_refused(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    inclusion = rules / "inclusion.yaml"
+    inclusion.write_text(inclusion.read_text().replace('"under {adult_min_age}"', '"aged {age}"'))
+    with pytest.raises(RuleSetError) as error:
+        load_ruleset(rules)
+    assert "label_when_failed names the fact {age}" in str(error.value)
+    assert "inclusion.yaml" in str(error.value)
+
+
+def test_the_flow_names_each_box_by_what_failed(tmp_path: Path) -> None:
+    """Under 18 and pain of two months: the boxes say so, with the site's parameters."""
+    records = [
+        eligible_record(id="young", birth_date="2010-01-01"),
+        eligible_record(
+            id="recent",
+            pain_conditions=[{"code": "G90.512", "display": "CRPS", "onset": "2026-09-20", "primary": True}],
+        ),
+    ]
+    params = tmp_path / "site.yaml"
+    params.write_text("parameters:\n  adult_min_age: 17\n")
+    batch_of(tmp_path, records)
+    flow = Flow()
+    flow.feed((tmp_path / "report.html").read_text())
+    assert flow.items["ineligible"] == {"INC-ADULT": 1, "INC-CHRONIC": 1}
+    svg = visible_text((tmp_path / "report.html").read_text().split("<svg", 1)[1].split("</svg>", 1)[0])
+    assert "under 18 (INC-ADULT)" in svg and "pain not chronic (under 3 months) (INC-CHRONIC)" in svg
+    assert "Adult" not in svg and "Chronic pain" not in svg
+    records[0]["birth_date"] = "2012-01-01"  # 14: under 17 too
+    batch_of(tmp_path, records, "--params", str(params))
+    svg = visible_text((tmp_path / "report.html").read_text().split("<svg", 1)[1].split("</svg>", 1)[0])
+    assert "under 17 (INC-ADULT)" in svg and "Adult" not in svg
+
+
+class MissingTable(HTMLParser):
+    """The missing-information table: each item's two counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, dict[str, int]] = {}
+        self._item: str | None = None
+        self._count: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr" and found.get("data-missing"):
+            self._item = str(found["data-missing"])
+            self.rows[self._item] = {}
+        elif tag == "td" and self._item and found.get("data-count"):
+            self._count = found["data-count"]
+
+    def handle_data(self, data: str) -> None:
+        if self._item and self._count:
+            self.rows[self._item][self._count] = int(data.replace(",", ""))
+            self._count = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._item = None
+
+
+def test_the_flow_and_the_table_count_the_missing_items_alike(run: Path) -> None:
+    """Recounted from the JSONL: the flow's needs-information box and the table's first
+    column count the records needing information; the last column counts every record."""
+    waiting: Counter[str] = Counter()
+    every: Counter[str] = Counter()
+    for raw in (run / "results.jsonl").read_bytes().splitlines():
+        decision = orjson.loads(raw).get("decision")
+        if decision:
+            every.update(decision["missing_information"])
+            if decision["outcome"] == "needs_information":
+                waiting.update(decision["missing_information"])
+    assert every != waiting  # some ineligible records miss items too: the two counts differ
+    html = (run / "report.html").read_text()
+    flow, table = Flow(), MissingTable()
+    flow.feed(html)
+    table.feed(html)
+    assert len(flow.items["needs_information"]) == 8 and len(table.rows) == min(15, len(every))
+    for item, n in flow.items["needs_information"].items():
+        assert table.rows[item]["needs_information"] == n == waiting[item], item
+    for item, counts in table.rows.items():
+        assert counts == {"needs_information": waiting[item], "all": every[item]}, item
+
+
+def recount_groups(results: Path) -> Counter[tuple[str, str, str]]:
+    """Outcome by indication grade, age band and sex, read from each line's facts here."""
+    bands = [(17, "under 18"), (34, "18-34"), (49, "35-49"), (64, "50-64"), (200, "65+")]
+    groups: Counter[tuple[str, str, str]] = Counter()
+    for raw in results.read_bytes().splitlines():
+        decision = orjson.loads(raw).get("decision")
+        if not decision:
+            continue
+        facts: dict[str, object] = {}
+        for criterion in decision["criteria"]:
+            facts.update({k: v for k, v in criterion["facts"].items() if v is not None})
+        age = facts.get("age")
+        band = "unknown" if age is None else next(label for top, label in bands if int(str(age)) <= top)
+        outcome = decision["outcome"]
+        groups["indication", str(facts.get("indication_grade", "unknown")), outcome] += 1
+        groups["age", band, outcome] += 1
+        groups["sex", str(facts.get("sex", "not recorded")), outcome] += 1
+    return groups
+
+
+def test_the_breakdowns_are_the_counts_of_the_output_file(run: Path) -> None:
+    groups = recount_groups(run / "results.jsonl")
+    screened = sum(n for (dimension, _, _), n in groups.items() if dimension == "age")
+    assert screened == 600 - Summary.from_jsonl(run / "results.jsonl").not_screened
+    assert {g for d, g, _ in groups if d == "age"} >= {"18-34", "35-49", "50-64", "65+", "unknown"}
+    assert {g for d, g, _ in groups if d == "indication"} >= {"B", "none", "unknown"}
+    with (run / "summary.csv").open() as file:
+        rows = {
+            (row["section"].removeprefix("by_"), row["item"], row["status"]): int(row["count"])
+            for row in csv.DictReader(file)
+            if row["section"].startswith("by_")
+        }
+    assert rows == groups
+    html = (run / "report.html").read_text()
+    for dimension in ("indication", "age", "sex"):
+        table = html.split(f'data-breakdown="{dimension}"', 1)[1].split("</table>", 1)[0]
+        for group, cells in re.findall(r'<tr data-group="([^"]*)">(.*?)</tr>', table):
+            shown = dict(re.findall(r'data-outcome="(\w+)">([\d,]+)<', cells))
+            for outcome, n in shown.items():
+                assert int(n.replace(",", "")) == groups[dimension, unescape(group), outcome], (
+                    dimension,
+                    group,
+                )
+    text = visible_text(html)
+    assert "grade B (moderate): Complex regional pain syndrome" in text
+    assert "no primary pain condition recorded" in text
+
+
+def test_compact_lines_give_the_same_breakdowns(run: Path, tmp_path: Path) -> None:
+    args = ["batch", str(run / "patients.jsonl"), "--out", str(tmp_path / "compact.jsonl"), "--compact"]
+    result = CliRunner().invoke(main, [*args, "--as-of", AS_OF, "--rules", str(RULES), "-w", "1", "-q"])
+    assert result.exit_code == 2, result.stderr  # the two bad lines
+    compact = Summary.from_jsonl(tmp_path / "compact.jsonl")
+    assert (
+        compact.groups
+        == Summary.from_jsonl(run / "results.jsonl").groups
+        == recount_groups(run / "results.jsonl")
     )
-    assert (Labels.value(True), Labels.value(False), Labels.value(None), Labels.value(3)) == (
+
+
+def test_values_have_human_words() -> None:
+    assert (value_label(True), value_label(False), value_label(None), value_label([3, "a"])) == (
         "yes",
         "no",
         "",
-        "3",
+        "3, a",
     )

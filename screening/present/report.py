@@ -6,13 +6,17 @@ and the tests use it). :func:`write_html` renders a CONSORT-style flow diagram a
 SVG, a table per criterion, the top missing items, and the run's rule set, date,
 parameters and throughput; it needs no server and no network. :func:`write_csv` writes the
 same counts in long form (``section,item,status,count``) for spreadsheets.
+
+Every label comes from the rule set: criterion titles and ``label_when_failed``, the missing
+items as the rules ask for them, value-set attributes for the indication grades. The
+breakdowns (outcome by indication grade, age band and sex) read the decision's facts, which
+every output line keeps, ``--compact`` ones included.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import re
 import textwrap
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -26,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from screening.errors import InputError
+from screening.present.worklist import ItemIds
 from screening.vocabulary import OUTCOMES, STATUSES
 
 if TYPE_CHECKING:
     from screening.decision import Decision
-    from screening.ruleset.model import RuleSet
+    from screening.ruleset.model import Criterion, RuleSet
 
 OUTCOME_LABELS = {
     "ineligible": "Ineligible",
@@ -39,6 +44,26 @@ OUTCOME_LABELS = {
     "eligible_with_cautions": "Eligible with cautions",
     "eligible": "Eligible",
 }
+
+# The breakdowns: (dimension, the fact it reads, its heading). Facts, not reasons or
+# evidence texts: they are values, the same in full and --compact lines.
+BREAKDOWNS = (
+    (
+        "indication",
+        "indication_grade",
+        "Outcome by indication (evidence grade of the primary pain condition)",
+    ),
+    ("age", "age", "Outcome by age"),
+    ("sex", "sex", "Outcome by sex"),
+)
+AGE_BANDS: tuple[tuple[int | None, int | None, str], ...] = (
+    (None, 17, "under 18"),
+    (18, 34, "18-34"),
+    (35, 49, "35-49"),
+    (50, 64, "50-64"),
+    (65, None, "65+"),
+)
+UNKNOWN_GROUP = "unknown"
 
 
 @dataclass
@@ -55,6 +80,8 @@ class Summary:
     # (outcome, item): the missing items of the records with that outcome. The flow
     # diagram's "needs information" box counts only its own records' items.
     missing_by_outcome: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (dimension, group, outcome): see BREAKDOWNS.
+    groups: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     @property
     def screened(self) -> int:
@@ -69,18 +96,29 @@ class Summary:
             decision.outcome.value,
             ((c.id, c.status, c.decisive) for c in decision.criteria),
             decision.missing_information,
+            [c.facts for c in decision.criteria],
         )
 
     def add_decision_dict(self, decision: Mapping[str, Any]) -> None:
+        criteria = decision["criteria"]
         self._add(
             decision["outcome"],
-            ((c["id"], c["status"], c["decisive"]) for c in decision["criteria"]),
+            ((c["id"], c["status"], c["decisive"]) for c in criteria),
             decision["missing_information"],
+            [c["facts"] for c in criteria],
         )
 
-    def _add(self, outcome: str, criteria: Iterable[tuple[str, str, bool]], missing: Iterable[str]) -> None:
+    def _add(
+        self,
+        outcome: str,
+        criteria: Iterable[tuple[str, str, bool]],
+        missing: Iterable[str],
+        facts: list[Mapping[str, Any]],
+    ) -> None:
         self.assessed += 1
         self.outcomes[outcome] += 1
+        for dimension, group in profile(facts).items():
+            self.groups[dimension, group, outcome] += 1
         statuses, decisive = self.statuses, self.decisive
         for criterion_id, status, is_decisive in criteria:
             statuses[criterion_id, status] += 1
@@ -116,6 +154,7 @@ class Summary:
         self.decisive.update(other.decisive)
         self.missing.update(other.missing)
         self.missing_by_outcome.update(other.missing_by_outcome)
+        self.groups.update(other.groups)
 
     @classmethod
     def from_jsonl(cls, path: Path | str) -> Summary:
@@ -138,6 +177,9 @@ class Summary:
         missing_by_outcome: dict[str, dict[str, int]] = {}
         for (outcome, item), count in self.missing_by_outcome.most_common():
             missing_by_outcome.setdefault(outcome, {})[item] = count
+        groups: dict[str, dict[str, dict[str, int]]] = {}
+        for (dimension, group, outcome), count in sorted(self.groups.items()):
+            groups.setdefault(dimension, {}).setdefault(group, {})[outcome] = count
         return {
             "assessed": self.assessed,
             "screened": self.screened,
@@ -149,6 +191,7 @@ class Summary:
             "decisive": decisive,
             "missing": dict(self.missing.most_common()),
             "missing_by_outcome": missing_by_outcome,
+            "groups": groups,
         }
 
     def missing_of(self, outcome: str) -> list[tuple[str, int]]:
@@ -175,7 +218,43 @@ class Summary:
             for (outcome, item), n in sorted(self.missing_by_outcome.items())
             if n
         ]
+        out += [
+            (f"by_{dimension}", group, outcome, n)
+            for (dimension, group, outcome), n in sorted(self.groups.items())
+        ]
         return out
+
+
+_BREAKDOWN_FACTS = {fact: dimension for dimension, fact, _ in BREAKDOWNS}
+
+
+def profile(criteria_facts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The record's group in each breakdown, from the facts its criteria report.
+
+    A fact a criterion did not report, or reported as unknown, puts the record in the
+    "unknown" group (age, indication grade) or "not recorded" (sex)."""
+    wanted = _BREAKDOWN_FACTS
+    values: dict[str, Any] = {}
+    for facts in criteria_facts:
+        for fact in wanted.keys() & facts.keys():
+            if facts[fact] is not None:
+                values.setdefault(fact, facts[fact])
+        if len(values) == len(wanted):
+            break
+    return {dimension: _group(dimension, values.get(fact)) for fact, dimension in wanted.items()}
+
+
+def _group(dimension: str, value: Any) -> str:
+    if value is None:
+        return "not recorded" if dimension == "sex" else UNKNOWN_GROUP
+    if dimension != "age":
+        return str(value)
+    age = int(value)
+    return next(
+        label
+        for low, high, label in AGE_BANDS
+        if (low is None or age >= low) and (high is None or age <= high)
+    )
 
 
 @dataclass
@@ -229,7 +308,8 @@ def render_html(summary: Summary, run: RunInfo) -> str:
         cards=_cards(summary),
         flow=flow_diagram(summary, ruleset),
         criteria=_criteria_table(summary, ruleset),
-        missing=_missing_table(summary, Labels(ruleset)),
+        missing=_missing_table(summary, ItemIds(ruleset)),
+        breakdowns=_breakdowns(summary, ruleset),
         errors=_errors_table(summary),
         run=_run_table(run),
         parameters=_parameters_table(ruleset),
@@ -282,30 +362,109 @@ def _criteria_table(summary: Summary, ruleset: RuleSet) -> str:
     return "\n".join(rows)
 
 
-def _missing_table(summary: Summary, labels: Labels, limit: int = 15) -> str:
+def _missing_table(summary: Summary, item_ids: ItemIds, limit: int = 15) -> str:
+    """The missing items; the first count is the flow diagram's (records needing information)."""
     if not summary.missing:
         return '<p class="none">No record needed more information.</p>'
     waiting = summary.outcomes.get("needs_information", 0)
+    own = dict(summary.missing_of("needs_information"))
+    items = sorted(summary.missing, key=lambda item: (-own.get(item, 0), -summary.missing[item], item))
     rows = [
-        f'<tr data-missing="{_e(item)}"><td>{_e(labels.text(item))}</td><td class="num">{n:,}</td>'
-        f'<td class="num">{_pct(n, summary.screened)}</td></tr>'
-        for item, n in summary.missing.most_common(limit)
+        f'<tr data-missing="{_e(item)}"><td>{_e(item)}<br><code class="id">{_e(item_ids(item))}</code></td>'
+        f'<td class="num" data-count="needs_information">{own.get(item, 0):,}</td>'
+        f'<td class="num">{_pct(own.get(item, 0), waiting)}</td>'
+        f'<td class="num" data-count="all">{summary.missing[item]:,}</td></tr>'
+        for item in items[:limit]
     ]
-    more = len(summary.missing) - limit
+    more = len(items) - limit
     tail = f'<p class="note">{more} more items not shown; see the summary CSV.</p>' if more > 0 else ""
     return (
-        f'<p class="note">{waiting:,} records need information. A record can miss several items; '
-        "percentages are of the screened records.</p>"
-        '<table><thead><tr><th>Missing item (what to ask next)</th><th class="num">Records</th>'
-        f'<th class="num">Of screened</th></tr></thead><tbody>{"".join(rows)}</tbody></table>{tail}'
+        f'<p class="note">{waiting:,} records need information; a record can miss several items. '
+        "The first count is the flow diagram's: the records whose outcome is needs information. "
+        "The last also counts the records with another outcome that miss the item (an ineligible "
+        "record can miss items too, but they would not change its outcome). Under each item, its "
+        "<code>item</code> in the worklist (<code>screening batch --worklist</code>).</p>"
+        '<table><thead><tr><th>Missing item (what to ask next)</th><th class="num">Records needing information</th>'
+        '<th class="num">Of them</th><th class="num">All records missing it</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>{tail}"
     )
+
+
+def _breakdowns(summary: Summary, ruleset: RuleSet) -> str:
+    """One table per breakdown: its groups by outcome, with each group's share eligible."""
+    names = _grade_names(ruleset)
+    out = []
+    for dimension, fact, heading in BREAKDOWNS:
+        counts = {
+            (group, outcome): n for (d, group, outcome), n in summary.groups.items() if d == dimension and n
+        }
+        found = {group for group, _ in counts}
+        order = _group_order(dimension, found, names)
+        head = "".join(f'<th class="num">{_e(OUTCOME_LABELS[o.value])}</th>' for o in OUTCOMES)
+        rows = []
+        for group in order:
+            cells = [counts.get((group, o.value), 0) for o in OUTCOMES]
+            total = sum(cells)
+            eligible = counts.get((group, "eligible"), 0) + counts.get((group, "eligible_with_cautions"), 0)
+            label = names.get(group, group) if dimension == "indication" else group
+            rows.append(
+                f'<tr data-group="{_e(group)}"><td>{_e(label)}</td>'
+                + "".join(
+                    f'<td class="num" data-outcome="{o.value}">{n:,}</td>'
+                    for o, n in zip(OUTCOMES, cells, strict=True)
+                )
+                + f'<td class="num">{total:,}</td><td class="num">{_pct(eligible, total)}</td></tr>'
+            )
+        body = "".join(rows) or f'<tr><td colspan="{len(OUTCOMES) + 3}">No screened records.</td></tr>'
+        out.append(
+            f'<h3>{_e(heading)}</h3><p class="note">From the fact <code>{_e(fact)}</code> of each decision.</p>'
+            f'<table class="breakdown" data-breakdown="{dimension}"><thead><tr><th></th>{head}'
+            '<th class="num">Total</th><th class="num">Eligible (with or without cautions)</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+    return "\n".join(out)
+
+
+def _grade_names(ruleset: RuleSet) -> dict[str, str]:
+    """Each indication grade as the value sets that carry it say it: "B (moderate): CRPS"."""
+    evidence: dict[str, str] = {}
+    conditions: dict[str, list[str]] = {}
+    for value_set in ruleset.value_sets.values():
+        attributes = value_set.attributes or {}
+        grade = attributes.get("grade")
+        if grade:
+            evidence.setdefault(grade, attributes.get("evidence", ""))
+            conditions.setdefault(grade, []).append(attributes.get("label") or value_set.title)
+    names = {
+        grade: f"grade {grade}"
+        + (f" ({evidence[grade]})" if evidence[grade] else "")
+        + f": {', '.join(found)}"
+        for grade, found in conditions.items()
+    }
+    names["none"] = "no graded evidence (outside the evidence base)"
+    names[UNKNOWN_GROUP] = "no primary pain condition recorded"
+    return names
+
+
+def _group_order(dimension: str, found: set[str], names: Mapping[str, str]) -> list[str]:
+    """Groups in their natural order (grades, then none; age bands), unknown last."""
+    if dimension == "age":
+        known = [label for _, _, label in AGE_BANDS]
+    elif dimension == "indication":
+        known = [*sorted(g for g in names if g not in ("none", UNKNOWN_GROUP)), "none"]
+    else:
+        known = []
+    last = (UNKNOWN_GROUP, "not recorded")
+    ordered = [g for g in known if g in found]
+    ordered += sorted(found - set(ordered) - set(last))
+    return ordered + [g for g in last if g in found]
 
 
 def _errors_table(summary: Summary) -> str:
     if not summary.errors and not summary.not_screened:
         return '<p class="none">Every record was read and screened.</p>'
     rows = [
-        f'<tr><td>{_e(Labels.error(code))} (<code>{_e(code)}</code>)</td><td class="num">{n:,}</td></tr>'
+        f'<tr><td>{_e(error_label(code))} (<code>{_e(code)}</code>)</td><td class="num">{n:,}</td></tr>'
         for code, n in summary.errors.most_common()
     ]
     if summary.not_screened:
@@ -348,10 +507,10 @@ def _parameters_table(ruleset: RuleSet) -> str:
     rows = []
     for name, parameter in sorted(ruleset.parameters.items()):
         changed = name in ruleset.overrides
-        default = f" (default {Labels.value(parameter.default)})" if changed else ""
+        default = f" (default {value_label(parameter.default)})" if changed else ""
         rows.append(
             f"<tr{' class=override' if changed else ''}><td><code>{_e(name)}</code></td>"
-            f'<td class="num">{_e(Labels.value(parameter.value))}{_e(default)}</td><td>{_e(parameter.unit or "")}</td>'
+            f'<td class="num">{_e(value_label(parameter.value))}{_e(default)}</td><td>{_e(parameter.unit or "")}</td>'
             f"<td>{_e(parameter.description)}</td></tr>"
         )
     return "\n".join(rows)
@@ -380,21 +539,24 @@ def flow_diagram(summary: Summary, ruleset: RuleSet, limit: int = 8) -> str:
 
     Each exit box lists what put its own records there: the decisive criteria of the
     records with that outcome, or (needs information) the items those records miss."""
-    titles = {c.id: c.title for c in ruleset.criteria}
-    labels = Labels(ruleset)
+    params = ruleset.params
+    criteria = {c.id: c for c in ruleset.criteria}
     outcomes = summary.outcomes
 
     def by_criterion(outcome: str) -> list[FlowItem]:
         found = [(cid, n) for (o, cid), n in summary.decisive.items() if o == outcome and n]
         found.sort(key=lambda item: (-item[1], item[0]))
-        return [(cid, f"{cid} · {titles.get(cid, '')}", n) for cid, n in found]
+        return [
+            (cid, f"{failed_label(criteria[cid], params)} ({cid})" if cid in criteria else cid, n)
+            for cid, n in found
+        ]
 
     failed_items = [
-        (code, f"unreadable or invalid: {labels.error(code)}", n) for code, n in summary.errors.most_common()
+        (code, f"unreadable or invalid: {error_label(code)}", n) for code, n in summary.errors.most_common()
     ]
     if summary.not_screened:
         failed_items.append(("not_screened", "deceased (not screened)", summary.not_screened))
-    missing = [(item, labels.text(item), n) for item, n in summary.missing_of("needs_information")]
+    missing = [(item, item, n) for item, n in summary.missing_of("needs_information")]
     remaining = summary.screened
     stages: list[tuple[str, str, int, str, str, int, list[FlowItem], str]] = [
         (
@@ -504,7 +666,7 @@ def _side_box(
     body: list[str] = []
     line_y: float = y + 24 + _LINE + 4
     for key, text, n in items[:limit]:
-        lines = textwrap.wrap(text, _WRAP) or [""]
+        lines = textwrap.wrap(text, _WRAP, break_on_hyphens=False) or [""]
         spans = "".join(
             f'<tspan x="{_SIDE_X + 24}" dy="{0 if i == 0 else _LINE}">{_e(part)}</tspan>'
             for i, part in enumerate(lines)
@@ -537,7 +699,7 @@ def _side_box(
     return "".join([*head, *body, "</g>"]), h
 
 
-# -- words for people: "yes" rather than True, class names rather than codes ------------------
+# -- words for people: "yes" rather than True, what failed rather than a criterion's title ---
 
 _ERROR_LABELS = {
     "invalid_record": "a field is invalid",
@@ -547,37 +709,26 @@ _ERROR_LABELS = {
     "internal_error": "internal error",
     "no_patient": "no Patient in the FHIR Bundle",
 }
-_EMPTY_LIST = re.compile(r"\(record \[\] if ([^)]*)\)")
 
 
-class Labels:
-    """Human words for what decisions hold as codes: treatment classes, empty lists, flags."""
+def failed_label(criterion: Criterion, params: Mapping[str, Any]) -> str:
+    """What a record that a criterion put out failed, in a few words: its rule's
+    ``label_when_failed`` ("under 18"); without one, "not met: TITLE" for a requirement and
+    the title for a finding (an exclusion, review or caution whose title names it)."""
+    if criterion.label_when_failed is not None:
+        return criterion.label_when_failed.render(params)
+    if criterion.effect in ("require", "indication"):
+        return f"not met: {criterion.title}"
+    return criterion.title
 
-    def __init__(self, ruleset: RuleSet) -> None:
-        classes: dict[str, str] = {}
-        for value_set in ruleset.value_sets.values():
-            code = (value_set.attributes or {}).get("treatment_class")
-            if code and value_set.title:
-                classes.setdefault(str(code), str(value_set.title))
-        self._classes = classes
-        words = "|".join(map(re.escape, sorted(classes, key=len, reverse=True)))
-        self._class_word = re.compile(rf"\b({words})\b") if classes else None
 
-    def text(self, text: str) -> str:
-        """A missing item as a clinical lead reads it: class names, and "none" for ``[]``."""
-        text = _EMPTY_LIST.sub(lambda m: f"(record \u201cnone\u201d if {m[1]})", text)
-        if self._class_word is not None:
-            text = self._class_word.sub(lambda m: self._classes[m[1]], text)
-        return text
+def error_label(code: str) -> str:
+    return _ERROR_LABELS.get(code, code.replace("_", " "))
 
-    @staticmethod
-    def error(code: str) -> str:
-        return _ERROR_LABELS.get(code, code.replace("_", " "))
 
-    @staticmethod
-    def value(value: object) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, list | tuple):
-            return ", ".join(Labels.value(v) for v in value)
-        return "" if value is None else str(value)
+def value_label(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(value_label(v) for v in value)
+    return "" if value is None else str(value)

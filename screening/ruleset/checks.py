@@ -443,6 +443,13 @@ class _Builder:
             text = self._template(definition.emphasis.text, positions, (*where, "emphasis", "text"), used)
             if condition and text:
                 emphasis = (condition, text)
+        # Its parameters are not the criterion's: a label does not change what a decision shows.
+        label = self._template(definition.label_when_failed, positions, (*where, "label_when_failed"), [])
+        # The flow diagram counts records, not one record: it can say parameters, not facts.
+        for name in label.names if label else ():
+            if name in self.facts:
+                message = f"label_when_failed names the fact {{{name}}}; it may name parameters only"
+                self.problem(positions, (*where, "label_when_failed"), "invalid_template", message)
         if len(self.problems) > problems_before or when is None or not sources_ok:
             return None
         for name in facts:
@@ -463,6 +470,7 @@ class _Builder:
             facts=tuple(dict.fromkeys(facts)),
             params=tuple(dict.fromkeys(used)),
             file=positions.file,
+            label_when_failed=label,
         )
 
 

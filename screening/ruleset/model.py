@@ -114,6 +114,8 @@ class Criterion:
     params: tuple[str, ...]
     file: str
     source_dicts: tuple[dict[str, str], ...] = ()
+    label_when_failed: Template | None = None
+    """What failed, in a few words (``label_when_failed:``); parameters only."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source_dicts", _source_dicts(self.sources))

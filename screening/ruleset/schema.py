@@ -11,7 +11,8 @@ the loader (:mod:`screening.ruleset.model`) merges them::
     answers:     record field -> what to ask when it is left blank
     value_sets:  id -> title, source, icd10cm, snomed, rxnorm, loinc, text, ...
     facts:       name -> aggregate, args, output, ask, if_absent, not_checked
-    criteria:    list of id, title, effect, sources, when, reason, recommendation, ...
+    criteria:    list of id, title, effect, sources, when, reason, recommendation,
+                 label_when_failed (what failed, for the report), ...
     dosing:      reference dosing ranges shown for eligible patients
 
 Files named ``*_test.yaml`` hold test cases instead (:mod:`screening.authoring.casetests`).
@@ -176,6 +177,11 @@ class CriterionDef(_Strict):
     emphasis: Emphasis | None = None
     urgent: bool = False
     description: str = ""
+    label_when_failed: str | None = Field(
+        default=None,
+        description="A few words for what failed, as the report's flow diagram names it "
+        "(under {adult_min_age}); it may name parameters, not facts.",
+    )
 
 
 class DoseRange(_Strict):
