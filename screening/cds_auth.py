@@ -31,6 +31,7 @@ import hmac
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class TrustedClient:
     keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     """Keys by ``kid`` ("" for a key without one)."""
     fetched: float = 0.0
-    """When the keys were fetched (``time.monotonic``)."""
+    """When the keys were fetched (the authenticator's clock)."""
     tried: float = -REFRESH_INTERVAL
     lock: asyncio.Lock | None = None
 
@@ -181,7 +182,7 @@ class Authenticator:
         clients: dict[str, TrustedClient] | None = None,
         audiences: list[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.token = token.encode() if token else None
         self.clients = clients or {}
@@ -264,7 +265,7 @@ class Authenticator:
         return claims
 
     async def _key(self, client: TrustedClient, kid: str) -> jwt.PyJWK:
-        now = time.monotonic()
+        now = self.clock()
         if client.jwks_url and (not client.keys or now - client.fetched > JWKS_TTL):
             await self._refresh(client, now)
         found = self._pick(client, kid)
@@ -288,7 +289,7 @@ class Authenticator:
         async with client.lock:
             if client.tried >= now:  # another request refreshed while this one waited
                 return
-            client.tried = time.monotonic()
+            client.tried = self.clock()
             try:
                 async with httpx.AsyncClient(transport=self.transport, timeout=FETCH_TIMEOUT) as http:
                     answer = await http.get(client.jwks_url or "")
@@ -303,7 +304,7 @@ class Authenticator:
                     f"({type(error).__name__}); try again later",
                     status=503,
                 ) from None
-            client.keys, client.fetched = keys, time.monotonic()
+            client.keys, client.fetched = keys, self.clock()
 
 
 def audiences(base_url: str | None, service_id: str) -> list[str]:

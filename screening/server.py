@@ -259,16 +259,21 @@ def create_app(
     decision_log: DecisionLog | None = None,
     decision_cache: int = CACHE_SIZE,
     jwks_transport: Any = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The application, with its Screener built now (once per process).
 
     ``trusted_clients`` (:func:`~screening.cds_auth.load_trusted_clients`) accept their JWTs,
     whose ``aud`` must be ``base_url``; ``base_url`` also puts a link to the full explanation
-    on CDS cards. ``jwks_transport`` is an httpx transport for fetching JWKS (tests)."""
+    on CDS cards. ``jwks_transport`` (an httpx transport for fetching JWKS) and ``clock`` are for tests."""
     screener = screener or Screener(rules, params)
     fetcher = fetcher or FhirFetcher()
     auth = Authenticator(
-        token, trusted_clients, audiences(base_url, cdshooks.SERVICE_ID), transport=jwks_transport
+        token,
+        trusted_clients,
+        audiences(base_url, cdshooks.SERVICE_ID),
+        transport=jwks_transport,
+        clock=clock,
     )
     decision_log = decision_log or DecisionLog()
     # Without a configured key, each process hashes with its own: operators must know.
