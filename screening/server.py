@@ -834,10 +834,22 @@ def serve(
     healthcheck_timeout: int = HEALTHCHECK_TIMEOUT,
 ) -> None:
     """Run the service with uvicorn; each worker process builds its own Screener."""
-    import uvicorn
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    # The service's own lines (the decision log's startup line, internal errors) go where
+    # uvicorn's go, in its format, at the chosen level.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["screening"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
     uvicorn.run(
         "screening.server:app_from_env",
+        log_config=log_config,
         factory=True,
         host=host,
         port=port,
