@@ -265,12 +265,11 @@ class Authenticator:
         return claims
 
     async def _key(self, client: TrustedClient, kid: str) -> jwt.PyJWK:
-        now = self.clock()
-        if client.jwks_url and (not client.keys or now - client.fetched > JWKS_TTL):
-            await self._refresh(client, now)
+        if client.jwks_url and (not client.keys or self.clock() - client.fetched > JWKS_TTL):
+            await self._refresh(client)
         found = self._pick(client, kid)
-        if found is None and client.jwks_url and now - client.tried >= REFRESH_INTERVAL:
-            await self._refresh(client, now)  # the client may have rotated its keys
+        if found is None and client.jwks_url:
+            await self._refresh(client)  # the client may have rotated its keys
             found = self._pick(client, kid)
         if found is None:
             raise AuthError("bad_signature", f"no key {kid[:100]!r} among the issuer's keys")
@@ -284,10 +283,14 @@ class Authenticator:
             return next(iter(client.keys.values()))
         return None
 
-    async def _refresh(self, client: TrustedClient, now: float) -> None:
+    async def _refresh(self, client: TrustedClient) -> None:
+        """Fetch the client's JWKS, at most once per REFRESH_INTERVAL (also when it fails, so
+        that an outage or a stream of unknown kids does not hammer the client's server)."""
         client.lock = client.lock or asyncio.Lock()
         async with client.lock:
-            if client.tried >= now:  # another request refreshed while this one waited
+            if self.clock() - client.tried < REFRESH_INTERVAL:  # tried recently, maybe while we waited
+                if not client.keys:
+                    raise self._unavailable(client, "the last try failed")
                 return
             client.tried = self.clock()
             try:
@@ -298,13 +301,16 @@ class Authenticator:
             except (httpx.HTTPError, ValueError) as error:
                 if client.keys:
                     return  # keep the keys we have; a rotated kid stays unknown until the next try
-                raise AuthError(
-                    "jwks_unavailable",
-                    f"the keys of issuer {client.issuer[:200]!r} could not be fetched "
-                    f"({type(error).__name__}); try again later",
-                    status=503,
-                ) from None
+                raise self._unavailable(client, type(error).__name__) from None
             client.keys, client.fetched = keys, self.clock()
+
+    @staticmethod
+    def _unavailable(client: TrustedClient, why: str) -> AuthError:
+        return AuthError(
+            "jwks_unavailable",
+            f"the keys of issuer {client.issuer[:200]!r} could not be fetched ({why}); try again later",
+            status=503,
+        )
 
 
 def audiences(base_url: str | None, service_id: str) -> list[str]:

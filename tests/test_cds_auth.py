@@ -207,12 +207,14 @@ def test_unreachable_jwks_is_a_503(screener: Screener, key: Any) -> None:
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
+    calls = []
     clients = load_trusted_clients_from({ROTATING: KEYS_URL})
-    app = create_app(
-        screener, trusted_clients=clients, base_url=BASE, jwks_transport=httpx.MockTransport(down)
-    )
-    answer = screen(TestClient(app), token(key, iss=ROTATING, aud=BASE))
-    assert answer.status_code == 503 and answer.json()["code"] == "jwks_unavailable"
+    transport = httpx.MockTransport(lambda request: calls.append(1) or down(request))
+    app = TestClient(create_app(screener, trusted_clients=clients, base_url=BASE, jwks_transport=transport))
+    for _ in range(3):
+        answer = screen(app, token(key, iss=ROTATING, aud=BASE))
+        assert answer.status_code == 503 and answer.json()["code"] == "jwks_unavailable"
+    assert len(calls) == 1  # an outage is not hammered
 
 
 def load_trusted_clients_from(data: dict[str, Any]) -> dict[str, TrustedClient]:
