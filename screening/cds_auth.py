@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from typing import Any
 import httpx
 import jwt
 import yaml
+from anyio import to_thread
 
 from .errors import InputError
 
@@ -173,6 +176,31 @@ class ReplayCache:
             del self.seen[key]
 
 
+class SharedReplayCache:
+    """The seen ``jti`` in a SQLite file that the worker processes of one ``screening serve``
+    share, so that a token replayed to another worker is refused too. A lookup is one
+    indexed insert (a few hundred microseconds); the file is scratch, not kept (no fsync)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, expires REAL)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires)")
+        self.lock = threading.Lock()
+
+    def check_and_add(self, issuer: str, jti: str, expires: float, now: float) -> None:
+        with self.lock:
+            # Expired rows go first, so the table holds at most the tokens of the last few minutes.
+            self.db.execute("DELETE FROM seen WHERE expires <= ?", (now - LEEWAY,))
+            try:
+                self.db.execute("INSERT INTO seen VALUES (?, ?)", (f"{issuer} {jti}", expires))
+            except sqlite3.IntegrityError:
+                raise AuthError(
+                    "token_replayed", "the token was already used (its jti was seen before)"
+                ) from None
+
+
 class Authenticator:
     """Checks a request's bearer credential: the static token, or a trusted client's JWT."""
 
@@ -183,6 +211,7 @@ class Authenticator:
         audiences: list[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        replays: ReplayCache | SharedReplayCache | None = None,
     ) -> None:
         self.token = token.encode() if token else None
         self.clients = clients or {}
@@ -191,7 +220,7 @@ class Authenticator:
             raise InputError("trusted clients need the service's base URL (--base-url), to check aud")
         self.transport = transport
         self.clock = clock
-        self.replays = ReplayCache()
+        self.replays = replays or ReplayCache()
 
     @property
     def enabled(self) -> bool:
@@ -261,7 +290,12 @@ class Authenticator:
             raise AuthError("invalid_token", f"the token's exp is more than {MAX_LIFETIME} seconds ahead")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise AuthError("invalid_token", "the token's jti must be a non-empty string")
-        self.replays.check_and_add(client.issuer, claims["jti"], float(expires), now)
+        if isinstance(self.replays, SharedReplayCache):  # a file, maybe locked by another worker
+            await to_thread.run_sync(
+                self.replays.check_and_add, client.issuer, claims["jti"], float(expires), now
+            )
+        else:
+            self.replays.check_and_add(client.issuer, claims["jti"], float(expires), now)
         return claims
 
     async def _key(self, client: TrustedClient, kid: str) -> jwt.PyJWK:

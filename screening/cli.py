@@ -895,6 +895,8 @@ def serve(
       curl -s localhost:8080/screen -H 'Content-Type: application/json' -d @examples/eligible.json
     """
     import os
+    import shutil
+    import tempfile
 
     from .ruleset import load_ruleset
     from .screener import default_rules_dir
@@ -939,8 +941,14 @@ def serve(
         "SCREENING_DECISION_LOG_KEY": log_key,
         "SCREENING_DECISION_CACHE": str(decision_cache),
     }
+    # The seen JWT ids, shared by the workers so that a token replayed to another is refused.
+    scratch = tempfile.mkdtemp(prefix="screening-serve-")
+    settings["SCREENING_REPLAY_DB"] = str(Path(scratch) / "seen-jti.db")
     os.environ.update(settings)  # the worker processes read their settings from here
-    run(host, port, workers, log_level, healthcheck_timeout)
+    try:
+        run(host, port, workers, log_level, healthcheck_timeout)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

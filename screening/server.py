@@ -58,7 +58,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import cdshooks
-from .cds_auth import Authenticator, AuthError, TrustedClient, audiences, load_trusted_clients
+from .cds_auth import (
+    Authenticator,
+    AuthError,
+    SharedReplayCache,
+    TrustedClient,
+    audiences,
+    load_trusted_clients,
+)
 from .decision import Decision
 from .decision_log import BACKUPS as LOG_BACKUPS
 from .decision_log import CACHE_SIZE, DecisionLog, Recorder, open_log
@@ -260,12 +267,14 @@ def create_app(
     decision_cache: int = CACHE_SIZE,
     jwks_transport: Any = None,
     clock: Callable[[], float] = time.time,
+    replay_db: str | None = None,
 ) -> FastAPI:
     """The application, with its Screener built now (once per process).
 
     ``trusted_clients`` (:func:`~screening.cds_auth.load_trusted_clients`) accept their JWTs,
     whose ``aud`` must be ``base_url``; ``base_url`` also puts a link to the full explanation
-    on CDS cards. ``jwks_transport`` (an httpx transport for fetching JWKS) and ``clock`` are for tests."""
+    on CDS cards. ``replay_db``, a SQLite file, shares the seen JWT ids between the worker processes;
+    ``jwks_transport`` (an httpx transport for fetching JWKS) and ``clock`` are for tests."""
     screener = screener or Screener(rules, params)
     fetcher = fetcher or FhirFetcher()
     auth = Authenticator(
@@ -274,6 +283,7 @@ def create_app(
         audiences(base_url, cdshooks.SERVICE_ID),
         transport=jwks_transport,
         clock=clock,
+        replays=SharedReplayCache(replay_db) if replay_db and trusted_clients else None,
     )
     decision_log = decision_log or DecisionLog()
     # Without a configured key, each process hashes with its own: operators must know.
@@ -823,6 +833,7 @@ def app_from_env() -> Any:
         cors_origins=env.get("SCREENING_CORS_ORIGINS", "").split() or None,
         decision_log=decision_log,
         decision_cache=int(env.get("SCREENING_DECISION_CACHE") or CACHE_SIZE),
+        replay_db=env.get("SCREENING_REPLAY_DB") or None,
     )
 
 

@@ -260,3 +260,21 @@ def test_a_bad_trusted_clients_file_names_the_issuer_and_field(
 def test_trusted_clients_need_a_base_url(screener: Screener) -> None:
     with pytest.raises(InputError, match="base URL"):
         create_app(screener, trusted_clients={EHR: TrustedClient(EHR, jwks_url=KEYS_URL)})
+
+
+def test_workers_share_the_seen_jti(screener: Screener, key: Any, tmp_path: Path) -> None:
+    """Two apps on one replay file stand for two worker processes of one `screening serve`."""
+    shared = str(tmp_path / "seen-jti.db")
+    workers = [
+        TestClient(create_app(screener, trusted_clients=_inline(key), base_url=BASE, replay_db=shared))
+        for _ in range(2)
+    ]
+    once = token(key)
+    assert screen(workers[0], once).status_code == 200
+    refused(screen(workers[1], once), "token_replayed")
+    refused(screen(workers[0], once), "token_replayed")
+    assert screen(workers[1], token(key)).status_code == 200
+
+
+def _inline(key: Any) -> dict[str, TrustedClient]:
+    return {EHR: TrustedClient(EHR, keys={"k1": jwt.PyJWK(jwk(key, "k1"))})}
