@@ -230,7 +230,8 @@ class NotScreenedBody(BaseModel):
 
 
 class BatchBody(BaseModel):
-    """``results`` in input order, each ``{position, decision | not_screened | error}``."""
+    """``results`` in input order, each ``{position, decision | not_screened | error}`` with the
+    ``decision_id`` of a decision or not_screened; ``batch_id`` is in their decision log rows."""
 
     count: int
     batch_id: str
