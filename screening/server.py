@@ -278,6 +278,8 @@ def create_app(
     ``jwks_transport`` (an httpx transport for fetching JWKS) and ``clock`` are for tests."""
     screener = screener or Screener(rules, params)
     fetcher = fetcher or FhirFetcher()
+    if isinstance(as_of, str):  # callers (tests) pass the day as text too; the log wants a date
+        as_of = parse_as_of(as_of)
     auth = Authenticator(
         token,
         trusted_clients,
