@@ -67,7 +67,8 @@ class AuthError(Exception):
     def __init__(self, code: str, message: str, status: int = 401, invalid_token: bool = True) -> None:
         self.code, self.message, self.status = code, message, status
         # No credentials at all get the bare challenge; a bad one says why (RFC 6750, section 3).
-        quoted = message.replace("\\", "\\\\").replace('"', "'")
+        # A header value is printable ASCII; the message may quote the token's issuer or kid.
+        quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in message)
         self.challenge = (
             f'Bearer error="invalid_token", error_description="{quoted}"' if invalid_token else "Bearer"
         )

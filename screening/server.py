@@ -480,7 +480,7 @@ def create_app(
             raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
         body = await json_body(request)
         count = await offload(_feedback, recorder, body, request.url.path)
-        return {"recorded": count}
+        return {"received": count, "logged": decision_log.sink is not None}
 
     @app.get(
         "/decisions/{decision_id}", tags=["service"], dependencies=protected, responses=_errors(401, 404, 422)

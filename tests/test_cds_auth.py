@@ -94,7 +94,11 @@ def refused(response: httpx.Response, code: str) -> str:
     body = response.json()
     assert body["code"] == code and body["field"] == "Authorization", body
     challenge = response.headers["www-authenticate"]
-    assert challenge.startswith('Bearer error="invalid_token"') and body["message"] in challenge
+    assert (
+        challenge
+        == f'Bearer error="invalid_token", error_description="{body["message"].replace(chr(34), "?")}"'
+    )
+
     return str(body["message"])
 
 
@@ -126,6 +130,10 @@ def test_wrong_audience(client: TestClient, key: Any) -> None:
 def test_unknown_issuer(client: TestClient, key: Any) -> None:
     message = refused(screen(client, token(key, iss="https://intruder.example.org")), "unknown_issuer")
     assert "intruder.example.org" in message and "not a trusted client" in message
+    # An issuer the header cannot carry as written is still a plain 401.
+    odd = screen(client, token(key, iss='https://\u00e9v\u00eel.example.org/"\r\nX-Injected: 1'))
+    assert odd.status_code == 401 and odd.json()["code"] == "unknown_issuer"
+    assert "x-injected" not in odd.headers and odd.headers["www-authenticate"].isascii()
 
 
 def test_replayed_jti(client: TestClient, key: Any) -> None:

@@ -120,7 +120,7 @@ def test_feedback_is_logged_and_joins_the_decision_by_card(service: tuple[TestCl
     [card], decision_id = cards(client)
     accepted = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-22T10:31:00+01:00"}
     answer = client.post(FEEDBACK, json={"feedback": [overridden(card["uuid"]), accepted]})
-    assert answer.status_code == 200 and answer.json() == {"recorded": 2}
+    assert answer.status_code == 200 and answer.json() == {"received": 2, "logged": True}
     decision, first, second = (json.loads(line) for line in path.read_text().splitlines())
     assert decision["card_uuids"] == [card["uuid"]]
     assert (
