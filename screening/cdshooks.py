@@ -123,6 +123,30 @@ class HookRequestBody(BaseModel):
     fhirAuthorization: dict[str, Any] | None = None
 
 
+class FeedbackItem(BaseModel):
+    """One user's action on a card (CDS Hooks 2.0 feedback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card: str = Field(description="The uuid of a card this service returned")
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[dict[str, str]] | None = Field(default=None, description="Only when accepted")
+    overrideReason: dict[str, Any] | None = Field(
+        default=None, description="Only when overridden: reason (a Coding) and userComment (not logged)"
+    )
+    outcomeTimestamp: str = Field(description="ISO 8601 date and time, with a time zone")
+    extension: dict[str, Any] | None = None
+
+
+class FeedbackRequestBody(BaseModel):
+    """A CDS Hooks feedback request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: list[FeedbackItem] = Field(min_length=1)
+    extension: dict[str, Any] | None = None
+
+
 def queries(ruleset: RuleSet) -> dict[str, str]:
     """The FHIR query of each resource type, with the patient token (observations by code)."""
     codes = sorted({code for name in OBSERVATION_SETS for code in ruleset.value_sets[name].loinc})

@@ -373,6 +373,7 @@ def create_app(
         }
     )
     hook_doc = body({"$ref": "#/components/schemas/HookRequestBody"})
+    feedback_doc = body({"$ref": "#/components/schemas/FeedbackRequestBody"})
     screened: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "The decision (JSON, or text with format=text), or not_screened",
@@ -472,6 +473,7 @@ def create_app(
         "/cds-services/{service_id}/feedback",
         tags=["cds-hooks"],
         dependencies=protected,
+        openapi_extra=feedback_doc,
         responses=_errors(400, 401, 404, 413, 415, 422),
     )
     async def cds_feedback(service_id: str, request: Request) -> dict[str, Any]:
@@ -526,7 +528,8 @@ def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
             defs = dict(record_schema.get("$defs", {}))
             components.update(defs)
             components["Record"] = {k: v for k, v in record_schema.items() if k != "$defs"}
-            for model in (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, ErrorBody):
+            models = (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, cdshooks.FeedbackRequestBody)
+            for model in (*models, ErrorBody):
                 found = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(found.pop("$defs", {}))
                 components[model.__name__] = found

@@ -231,3 +231,33 @@ def test_no_link_without_a_base_url(screener: Screener) -> None:
     # The explanation is still kept for whoever has the decision id, in this process only.
     assert client.get(f"/decisions/{decision_id}").status_code == 200
     assert TestClient(create_app(screener)).get(f"/decisions/{decision_id}").status_code == 404
+
+
+def test_openapi_documents_feedback_and_decisions(service: tuple[TestClient, Path]) -> None:
+    spec = service[0].get("/openapi.json").json()
+    feedback = spec["paths"][FEEDBACK.replace(SERVICE_ID, "{service_id}")]["post"]
+    schema = feedback["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/FeedbackRequestBody"}
+    assert spec["components"]["schemas"]["FeedbackItem"]["required"] == [
+        "card",
+        "outcome",
+        "outcomeTimestamp",
+    ]
+    assert "404" in spec["paths"]["/decisions/{decision_id}"]["get"]["responses"]
+
+
+class FullDisk:
+    def write(self, row: dict[str, Any]) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_decision_that_cannot_be_logged_is_not_answered(screener: Screener) -> None:
+    from screening.decision_log import DecisionLog
+
+    client = TestClient(create_app(screener, decision_log=DecisionLog(FullDisk(), b"k")))
+    answer = client.post(f"/screen?as_of={AS_OF}", json=eligible_record())
+    assert answer.status_code == 500 and answer.json()["code"] == "internal_error"
+    assert "outcome" not in answer.text
