@@ -845,6 +845,38 @@ def generate(count: int, seed: int, as_of: str | None, out: Path, output_format:
 @click.option(
     "--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info"
 )
+@click.option(
+    "--trusted-clients",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CDS clients whose signed JWTs are accepted: YAML or JSON, issuer -> jwks_url or jwks. Needs --base-url.",
+)
+@click.option("--base-url", help="The service's public URL: the JWT audience, and links on CDS cards.")
+@click.option(
+    "--cors-origin", "cors_origins", multiple=True, help="A browser origin allowed by CORS (repeatable)."
+)
+@click.option("--decision-log", help="Log every decision to this JSONL file (rotated), or to sqlite:PATH.")
+@click.option(
+    "--decision-log-max-bytes", type=click.IntRange(min=1024), default=50 * 1024 * 1024, show_default=True
+)
+@click.option(
+    "--decision-log-backups",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Rotated files kept.",
+)
+@click.option(
+    "--decision-log-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The key record ids are hashed with in the decision log (or SCREENING_DECISION_LOG_KEY).",
+)
+@click.option(
+    "--decision-cache",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Recent decisions per process whose full explanation GET /decisions/ID keeps.",
+)
 @reports_errors
 def serve(
     host: str,
@@ -860,6 +892,14 @@ def serve(
     healthcheck_timeout: int,
     fhir_servers: tuple[str, ...],
     log_level: str,
+    trusted_clients: Path | None,
+    base_url: str | None,
+    cors_origins: tuple[str, ...],
+    decision_log: str | None,
+    decision_log_max_bytes: int,
+    decision_log_backups: int,
+    decision_log_key_file: Path | None,
+    decision_cache: int,
 ) -> None:
     """Run the HTTP service: POST /screen, /screen/batch, GET /rules, /health, CDS Hooks.
 
@@ -873,9 +913,13 @@ def serve(
     Examples:
       screening serve --port 8080 --workers 4
       screening serve --token-file /run/secrets/screening-token --params site.yaml
+      screening serve --trusted-clients clients.yaml --base-url https://cds.example.org \\
+        --decision-log /var/log/screening/decisions.jsonl --decision-log-key-file /run/secrets/log-key
       curl -s localhost:8080/screen -H 'Content-Type: application/json' -d @examples/eligible.json
     """
     import os
+    import shutil
+    import tempfile
 
     from screening.ruleset.loading import load_ruleset
     from screening.screener import default_rules_dir
@@ -892,6 +936,17 @@ def serve(
         if not token:
             raise click.UsageError(f"--token-file {token_file}: the file is empty")
     load_ruleset(rules_dir or default_rules_dir(), params_file)  # fail fast, with file:line
+    if trusted_clients is not None:
+        from screening.service.auth import load_trusted_clients
+
+        load_trusted_clients(trusted_clients)  # fail fast, naming the issuer and field
+        if not base_url:
+            raise click.UsageError("--trusted-clients needs --base-url: a JWT's aud must name this service")
+    log_key = os.environ.get("SCREENING_DECISION_LOG_KEY") or ""
+    if decision_log_key_file is not None:
+        log_key = decision_log_key_file.read_text(encoding="utf-8").strip()
+        if not log_key:
+            raise click.UsageError(f"--decision-log-key-file {decision_log_key_file}: the file is empty")
     settings = {
         "SCREENING_RULES": str(rules_dir or ""),
         "SCREENING_PARAMS": str(params_file or ""),
@@ -900,9 +955,23 @@ def serve(
         "SCREENING_BATCH_LIMIT": str(batch_limit),
         "SCREENING_BODY_TIMEOUT": str(body_timeout),
         "SCREENING_FHIR_SERVERS": " ".join(fhir_servers),
+        "SCREENING_TRUSTED_CLIENTS": str(trusted_clients or ""),
+        "SCREENING_BASE_URL": base_url or "",
+        "SCREENING_CORS_ORIGINS": " ".join(cors_origins),
+        "SCREENING_DECISION_LOG": decision_log or "",
+        "SCREENING_DECISION_LOG_MAX_BYTES": str(decision_log_max_bytes),
+        "SCREENING_DECISION_LOG_BACKUPS": str(decision_log_backups),
+        "SCREENING_DECISION_LOG_KEY": log_key,
+        "SCREENING_DECISION_CACHE": str(decision_cache),
     }
+    # The seen JWT ids, shared by the workers so that a token replayed to another is refused.
+    scratch = tempfile.mkdtemp(prefix="screening-serve-")
+    settings["SCREENING_REPLAY_DB"] = str(Path(scratch) / "seen-jti.db")
     os.environ.update(settings)  # the worker processes read their settings from here
-    run(host, port, workers, log_level, healthcheck_timeout)
+    try:
+        run(host, port, workers, log_level, healthcheck_timeout)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def test_screen_native_record(client: TestClient, screener: Screener) -> None:
     record = eligible_record()
     response = client.post("/screen", json=record)
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
-    assert response.json() == json.loads(screener.screen(record, AS_OF).to_json())
+    answer = response.json()
+    assert answer.pop("decision_id") == response.headers["x-decision-id"]
+    assert answer == json.loads(screener.screen(record, AS_OF).to_json())
     text = client.post("/screen?format=text", json=record)
     assert text.status_code == 200 and text.text.startswith(" ELIGIBLE ") and "base-eligible" in text.text
     other_day = client.post("/screen?as_of=2026-12-31", json=record).json()

@@ -12,6 +12,12 @@ from pydantic import ValidationError
 from screening.aggregates.base import ANSWER_FIELDS
 from screening.errors import Problem, RuleSetError
 from screening.ruleset import checks
+from screening.ruleset.model import (
+    Loaded,
+    M,
+    RuleSet,
+    SiteValue,
+)
 from screening.ruleset.schema import (
     KEYED_MODELS,
     NAME_PATTERN,
@@ -22,13 +28,6 @@ from screening.ruleset.schema import (
     RulesetMeta,
 )
 from screening.ruleset.yamlsource import PathKey, Positions, load_yaml
-
-from .model import (
-    Loaded,
-    M,
-    RuleSet,
-    SiteValue,
-)
 
 
 def yaml_files(directory: Path) -> list[Path]:

@@ -6,6 +6,8 @@
     GET  /health                  liveness, with the rule set's id, version and sha256
     GET  /cds-services            CDS Hooks discovery
     POST /cds-services/{id}       CDS Hooks patient-view: cards
+    POST /cds-services/{id}/feedback  CDS Hooks feedback on a card (to the decision log)
+    GET  /decisions/{id}          a recent decision's full explanation (this process's cache)
     GET  /docs, /openapi.json     OpenAPI
 
 Each process builds one :class:`~screening.screener.Screener` when the app is created and
@@ -26,16 +28,20 @@ from the package's error tree in :func:`error_response` (the one place), never a
 trace. Request bodies are limited in size. The log never holds patient data: requests
 are logged by method, path and status; an internal error (a 500) by its type and its
 traceback's frames, without its message, which may quote the record.
+
+Who may call: :mod:`screening.cds_auth` (a static token, or a trusted CDS client's JWT).
+Each decision gets an id (``X-Decision-Id``, ``decision_id``) and a row in the decision log
+(:mod:`screening.decision_log`), written from the worker thread that screened it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
@@ -44,6 +50,7 @@ import orjson
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
@@ -56,6 +63,17 @@ from screening.intake import InputKind, Screener, classify
 from screening.record import Record, load_json, not_a_record
 from screening.screener import parse_as_of
 from screening.service import cdshooks
+from screening.service.auth import (
+    Authenticator,
+    AuthError,
+    SharedReplayCache,
+    TrustedClient,
+    audiences,
+    load_trusted_clients,
+)
+from screening.service.decision_log import BACKUPS as LOG_BACKUPS
+from screening.service.decision_log import CACHE_SIZE, DecisionLog, Recorder, open_log
+from screening.service.decision_log import MAX_BYTES as LOG_MAX_BYTES
 from screening.service.fhir_fetch import FhirFetcher
 
 T = TypeVar("T")
@@ -130,6 +148,8 @@ def error_response(error: Exception, where: str = "") -> Response:
     """The one place where errors become HTTP responses; a 500 is logged here (``where``: the request)."""
     if isinstance(error, ApiError):
         status, body = error.status, error_body(error.code, error.message, error.field)
+    elif isinstance(error, AuthError):
+        status, body = error.status, error_body(error.code, error.message, "Authorization")
     elif isinstance(error, (EngineError, RuleSetError)):
         status, body = 500, error_body(error.code, "the screening engine failed; the error was logged")
     elif isinstance(error, ScreeningError):
@@ -139,7 +159,8 @@ def error_response(error: Exception, where: str = "") -> Response:
         status, body = 500, error_body("internal_error", "internal error; the error was logged")
     if status == 500:
         log_internal_error(error, where)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    challenge = error.challenge if isinstance(error, AuthError) else "Bearer"
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
@@ -202,17 +223,19 @@ class NotScreenedBody(BaseModel):
 
 
 class BatchBody(BaseModel):
-    """``results`` in input order, each ``{position, decision | not_screened | error}``."""
+    """``results`` in input order, each ``{position, decision | not_screened | error}`` with the
+    ``decision_id`` of a decision or not_screened; ``batch_id`` is in their decision log rows."""
 
     count: int
+    batch_id: str
     results: list[dict[str, Any]]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "Bad input: not JSON, not a record or FHIR resource, a bad query parameter",
-        401: "A valid bearer token is required",
-        404: "No such service",
+        401: "A valid bearer token (or a trusted CDS client's JWT) is required",
+        404: "No such service, or no such decision (expired from the cache, or unknown)",
         413: "The body is over the size limit, or the batch over its limit",
         415: "The body is not JSON (application/json or application/fhir+json)",
         422: "The record is not valid (invalid_record, with every problem), or the request's parameters",
@@ -231,10 +254,38 @@ def create_app(
     as_of: date | None = None,
     fetcher: FhirFetcher | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    trusted_clients: dict[str, TrustedClient] | None = None,
+    base_url: str | None = None,
+    cors_origins: list[str] | None = None,
+    decision_log: DecisionLog | None = None,
+    decision_cache: int = CACHE_SIZE,
+    jwks_transport: Any = None,
+    clock: Callable[[], float] = time.time,
+    replay_db: str | None = None,
 ) -> FastAPI:
-    """The application, with its Screener built now (once per process)."""
+    """The application, with its Screener built now (once per process).
+
+    ``trusted_clients`` (:func:`~screening.cds_auth.load_trusted_clients`) accept their JWTs,
+    whose ``aud`` must be ``base_url``; ``base_url`` also puts a link to the full explanation
+    on CDS cards. ``replay_db``, a SQLite file, shares the seen JWT ids between the worker processes;
+    ``jwks_transport`` (an httpx transport for fetching JWKS) and ``clock`` are for tests."""
     screener = screener or Screener(rules, params)
     fetcher = fetcher or FhirFetcher()
+    if isinstance(as_of, str):  # callers (tests) pass the day as text too; the log wants a date
+        as_of = parse_as_of(as_of)
+    auth = Authenticator(
+        token,
+        trusted_clients,
+        audiences(base_url, cdshooks.SERVICE_ID),
+        transport=jwks_transport,
+        clock=clock,
+        replays=SharedReplayCache(replay_db) if replay_db and trusted_clients else None,
+    )
+    decision_log = decision_log or DecisionLog()
+    # Without a configured key, each process hashes with its own: operators must know.
+    (log.warning if decision_log.sink and decision_log.key_generated else log.info)(
+        "%s", decision_log.describe()
+    )
     # One request's CPU work at a time, in a worker thread: the engine is serialised and
     # holds the GIL anyway, so more threads would only compete for both; the limiter serves
     # requests in order of arrival, and the event loop stays free for I/O and /health.
@@ -256,10 +307,10 @@ def create_app(
         ),
     )
 
-    def authorised(credentials: Credentials) -> None:
-        given = credentials.credentials.encode() if credentials else b""
-        if token and not hmac.compare_digest(given, token.encode()):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+    recorder = Recorder(decision_log, screener.ruleset, decision_cache, base_url)
+
+    async def authorised(credentials: Credentials) -> None:
+        await auth.check(credentials.credentials if credentials else None)
 
     def day(value: str | None) -> date:
         try:
@@ -268,6 +319,7 @@ def create_app(
             raise ApiError(400, "invalid_as_of", str(error), "as_of") from None
 
     @app.exception_handler(ApiError)
+    @app.exception_handler(AuthError)
     @app.exception_handler(ScreeningError)
     async def _screening_error(request: Request, error: Exception) -> Response:
         return error_response(error, f"{request.method} {request.url.path}")
@@ -314,6 +366,7 @@ def create_app(
         }
     )
     hook_doc = body({"$ref": "#/components/schemas/HookRequestBody"})
+    feedback_doc = body({"$ref": "#/components/schemas/FeedbackRequestBody"})
     screened: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "The decision (JSON, or text with format=text), or not_screened",
@@ -354,10 +407,13 @@ def create_app(
         A deceased patient answers 200 with ``{"code": "not_screened", ...}``.
         """
         body = await json_body(request)
-        text, answer = await offload(_screen_answer, screener, body, day(as_of), format)
+        text, answer, decision_id = await offload(
+            _screen_answer, screener, recorder, body, day(as_of), format
+        )
+        headers = {"X-Decision-Id": decision_id}
         if format == "text":
-            return PlainTextResponse(text)
-        return Response(answer, media_type="application/json")
+            return PlainTextResponse(text, headers=headers)
+        return Response(answer, media_type="application/json", headers=headers)
 
     @app.post(
         "/screen/batch",
@@ -370,11 +426,13 @@ def create_app(
     async def screen_batch(request: Request, as_of: AsOf = None) -> Response:
         """Screen a small batch: a JSON array of records or FHIR Bundles (or ``{"records": [...]}``).
 
-        Each result is ``{"position", "decision" | "not_screened" | "error"}``, in input order.
+        Each result is ``{"position", "decision_id", "decision" | "not_screened" | "error"}``, in
+        input order (an error has no decision id); ``batch_id`` (header ``X-Batch-Id``) is in
+        each of their decision log rows.
         """
         body = await json_body(request)
-        answer = await offload(_screen_batch, screener, body, day(as_of), batch_limit)
-        return Response(answer, media_type="application/json")
+        answer, batch_id = await offload(_screen_batch, screener, recorder, body, day(as_of), batch_limit)
+        return Response(answer, media_type="application/json", headers={"X-Batch-Id": batch_id})
 
     @app.get("/cds-services", tags=["cds-hooks"], dependencies=protected, responses=_errors(401))
     def cds_discovery() -> dict[str, Any]:
@@ -399,15 +457,56 @@ def create_app(
         if problem is None and hook.unavailable and hook.token and fetcher.allowed(hook.fhir_server):
             await _fetch_missing(fetcher, hook, cdshooks.queries(ruleset))
             problem = hook.mismatch()
-        if problem is not None:
-            cards = [cdshooks.mismatch_card(problem, hook.patient_id, ruleset)]
-        else:
-            result = await offload(cdshooks.screen_hook, screener, hook, day(None), "request body")
-            cards = cdshooks.cards(result, ruleset, hook.unavailable, hook.failed)
-        return Response(orjson.dumps({"cards": cards}), media_type="application/json")
+        answer, decision_id = await offload(
+            _hook_answer, screener, recorder, hook, problem, day(None), request.url.path
+        )
+        return Response(answer, media_type="application/json", headers={"X-Decision-Id": decision_id})
+
+    @app.post(
+        "/cds-services/{service_id}/feedback",
+        tags=["cds-hooks"],
+        dependencies=protected,
+        openapi_extra=feedback_doc,
+        responses=_errors(400, 401, 404, 413, 415, 422),
+    )
+    async def cds_feedback(service_id: str, request: Request) -> dict[str, Any]:
+        """CDS Hooks feedback on cards (accepted or overridden), written to the decision log."""
+        if service_id != cdshooks.SERVICE_ID:
+            raise ApiError(404, "unknown_service", f"no CDS service {service_id!r}", "id")
+        body = await json_body(request)
+        count = await offload(_feedback, recorder, body, request.url.path)
+        return {"received": count, "logged": decision_log.sink is not None}
+
+    @app.get(
+        "/decisions/{decision_id}", tags=["service"], dependencies=protected, responses=_errors(401, 404, 422)
+    )
+    async def explanation(decision_id: str, format: Format = "json") -> Response:
+        """A recent decision's full explanation, from this process's bounded cache."""
+        found = recorder.explanations.get(decision_id)
+        if found is None:
+            raise ApiError(
+                404,
+                "unknown_decision",
+                "expired or unknown decision: the service keeps only its most recent decisions, "
+                "in the process that made them; screen the patient again",
+                "decision_id",
+            )
+        if format == "text":
+            return PlainTextResponse(await offload(_full_text, found))
+        return Response(
+            orjson.dumps({"decision_id": decision_id, **found.as_dict()}), media_type="application/json"
+        )
 
     _add_schemas(app, record_schema)
     app.add_middleware(_Guard, max_body=max_body, body_timeout=body_timeout)
+    if cors_origins:  # outermost, so that every answer (a 413 too) carries the CORS headers
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Decision-Id", "X-Batch-Id"],
+        )
     return app
 
 
@@ -422,7 +521,8 @@ def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
             defs = dict(record_schema.get("$defs", {}))
             components.update(defs)
             components["Record"] = {k: v for k, v in record_schema.items() if k != "$defs"}
-            for model in (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, ErrorBody):
+            models = (DecisionBody, NotScreenedBody, cdshooks.HookRequestBody, cdshooks.FeedbackRequestBody)
+            for model in (*models, ErrorBody):
                 found = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(found.pop("$defs", {}))
                 components[model.__name__] = found
@@ -432,16 +532,66 @@ def _add_schemas(app: FastAPI, record_schema: dict[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _screen_answer(screener: Screener, body: bytes, as_of: date, format: str) -> tuple[str, bytes]:
-    """Parse, screen and write the answer of POST /screen (in the worker thread)."""
+def _screen_answer(
+    screener: Screener, recorder: Recorder, body: bytes, as_of: date, format: str
+) -> tuple[str, bytes, str]:
+    """Parse, screen, log and write the answer of POST /screen (in the worker thread)."""
     result = _screen_one(screener, parse_body(body), as_of)
+    decision_id = recorder.decision(result, endpoint="/screen", as_of=as_of.isoformat())
     if format == "text":
-        return _text(result), b""
-    return "", result.to_json() if isinstance(result, Decision) else orjson.dumps(result.as_dict())
+        return _text(result), b"", decision_id
+    return "", orjson.dumps({**result.as_dict(), "decision_id": decision_id}), decision_id
 
 
-def _screen_batch(screener: Screener, body: bytes, as_of: date, limit: int) -> bytes:
-    """Parse, screen and write the answer of POST /screen/batch (in the worker thread)."""
+def _hook_answer(
+    screener: Screener,
+    recorder: Recorder,
+    hook: cdshooks.HookRequest,
+    problem: str | None,
+    as_of: date,
+    endpoint: str,
+) -> tuple[bytes, str]:
+    """Screen a CDS Hooks request's patient, log the decision with its cards' uuids, and
+    write the cards (in the worker thread); a prefetch about another patient is not screened."""
+    ruleset = screener.ruleset
+    decision_id = str(uuid.uuid4())
+    result: Decision | NotScreened | RecordError | None = None
+    if problem is not None:
+        cards = [cdshooks.mismatch_card(problem, hook.patient_id, ruleset)]
+    else:
+        result = cdshooks.screen_hook(screener, hook, as_of, "request body")
+        link = recorder.link(decision_id) if isinstance(result, Decision) else None
+        cards = cdshooks.cards(result, ruleset, hook.unavailable, hook.failed, link)
+    for card in cards:
+        card["extension"] = {"decision_id": decision_id}
+    recorder.decision(
+        result,
+        endpoint=endpoint,
+        as_of=as_of.isoformat(),
+        decision_id=decision_id,
+        record_id=hook.patient_id,
+        outcome="prefetch_mismatch" if problem is not None else None,
+        card_uuids=[card["uuid"] for card in cards],
+    )
+    return orjson.dumps({"cards": cards}), decision_id
+
+
+def _feedback(recorder: Recorder, body: bytes, endpoint: str) -> int:
+    items = cdshooks.read_feedback(parse_body(body))
+    recorder.feedback(items, endpoint)
+    return len(items)
+
+
+def _full_text(result: Decision | NotScreened) -> str:
+    from screening.present.text import render_result
+
+    return render_result(result, full=True)
+
+
+def _screen_batch(
+    screener: Screener, recorder: Recorder, body: bytes, as_of: date, limit: int
+) -> tuple[bytes, str]:
+    """Parse, screen, log and write the answer of POST /screen/batch (in the worker thread)."""
     data = parse_body(body)
     items = data.get("records") if classify(data) is InputKind.NATIVE else data
     if classify(items) is InputKind.FHIR:
@@ -450,8 +600,21 @@ def _screen_batch(screener: Screener, body: bytes, as_of: date, limit: int) -> b
         raise ApiError(400, "invalid_batch", "a batch is a JSON array of records", "records")
     if len(items) > limit:
         raise ApiError(413, "batch_too_large", f"{len(items)} records; at most {limit} per batch")
-    results = _screen_many(screener, items, as_of, limit)
-    return orjson.dumps({"count": len(results), "results": results})
+    found = _screen_many(screener, items, as_of, limit)
+    batch_id = str(uuid.uuid4())
+    results = []
+    for position, result in found:
+        item = _batch_result(position, result)
+        if isinstance(result, Decision | NotScreened):
+            item["decision_id"] = recorder.decision(
+                result,
+                endpoint="/screen/batch",
+                as_of=as_of.isoformat(),
+                batch_id=batch_id,
+                position=position,
+            )
+        results.append(item)
+    return orjson.dumps({"count": len(results), "batch_id": batch_id, "results": results}), batch_id
 
 
 def _read_hook(body: bytes) -> cdshooks.HookRequest:
@@ -478,8 +641,8 @@ def _screen_one(screener: Screener, data: Any, as_of: date) -> Decision | NotScr
     return screener.screen(data, as_of)
 
 
-def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
     for position, item in enumerate(items):
         try:
             kind = classify(item)
@@ -491,8 +654,7 @@ def _screen_many(screener: Screener, items: list[Any], as_of: date, limit: int) 
                 found = [screener.screen(item, as_of)]
         except ScreeningError as error:
             found = [error]
-        for result in found:
-            out.append(_batch_result(position, result))
+        out.extend((position, result) for result in found)
         if len(out) > limit:
             raise ApiError(413, "batch_too_large", f"more than {limit} patients; at most {limit} per batch")
     return out
@@ -644,6 +806,14 @@ async def _send(send: Send, response: Response) -> None:
 def app_from_env() -> Any:
     """The app configured from ``SCREENING_*`` variables (``screening serve`` sets them)."""
     env = os.environ
+    clients = env.get("SCREENING_TRUSTED_CLIENTS")
+    key = env.get("SCREENING_DECISION_LOG_KEY")
+    decision_log = open_log(
+        env.get("SCREENING_DECISION_LOG") or None,
+        key.encode() if key else None,
+        int(env.get("SCREENING_DECISION_LOG_MAX_BYTES") or LOG_MAX_BYTES),
+        int(env.get("SCREENING_DECISION_LOG_BACKUPS") or LOG_BACKUPS),
+    )
     return create_app(
         rules=env.get("SCREENING_RULES") or None,
         params=env.get("SCREENING_PARAMS") or None,
@@ -653,6 +823,12 @@ def app_from_env() -> Any:
         as_of=date.fromisoformat(env["SCREENING_AS_OF"]) if env.get("SCREENING_AS_OF") else None,
         fetcher=FhirFetcher(env.get("SCREENING_FHIR_SERVERS", "").split()),
         body_timeout=float(env.get("SCREENING_BODY_TIMEOUT") or BODY_TIMEOUT),
+        trusted_clients=load_trusted_clients(clients) if clients else None,
+        base_url=env.get("SCREENING_BASE_URL") or None,
+        cors_origins=env.get("SCREENING_CORS_ORIGINS", "").split() or None,
+        decision_log=decision_log,
+        decision_cache=int(env.get("SCREENING_DECISION_CACHE") or CACHE_SIZE),
+        replay_db=env.get("SCREENING_REPLAY_DB") or None,
     )
 
 
@@ -664,10 +840,22 @@ def serve(
     healthcheck_timeout: int = HEALTHCHECK_TIMEOUT,
 ) -> None:
     """Run the service with uvicorn; each worker process builds its own Screener."""
-    import uvicorn
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    # The service's own lines (the decision log's startup line, internal errors) go where
+    # uvicorn's go, in its format, at the chosen level.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["screening"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
     uvicorn.run(
         "screening.service.app:app_from_env",
+        log_config=log_config,
         factory=True,
         host=host,
         port=port,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +54,14 @@ PREFETCH_TYPES = {
     "allergies": "AllergyIntolerance",
 }
 SUMMARY_LIMIT = 139
+OVERRIDE_SYSTEM = "urn:screening:cds-hooks:override-reason"
+"""The code system of the override reasons this service offers on its cards (our own naming)."""
+OVERRIDE_REASONS = (
+    {"code": "patient-declined", "system": OVERRIDE_SYSTEM, "display": "Patient declined"},
+    {"code": "clinical-judgement", "system": OVERRIDE_SYSTEM, "display": "Clinical judgement"},
+    {"code": "chart-data-wrong", "system": OVERRIDE_SYSTEM, "display": "Data in the chart is wrong"},
+)
+FEEDBACK_OUTCOMES = ("accepted", "overridden")
 _PATIENT_ELEMENTS = ("subject", "patient")
 INDICATOR = {
     Outcome.ineligible: "critical",
@@ -91,6 +99,11 @@ class Card(BaseModel):
     indicator: Literal["info", "warning", "critical"]
     detail: str
     source: dict[str, str]
+    overrideReasons: list[dict[str, str]] = Field(description="Codings a clinician may give to override")
+    links: list[dict[str, str]] | None = Field(
+        default=None, description="With --base-url: the full explanation of the decision"
+    )
+    extension: dict[str, str] | None = Field(default=None, description="decision_id: the decision's id")
 
 
 class CardsBody(BaseModel):
@@ -108,6 +121,30 @@ class HookRequestBody(BaseModel):
     prefetch: dict[str, Any] | None = Field(default=None, description="FHIR resources or Bundles, or null")
     fhirServer: str | None = None
     fhirAuthorization: dict[str, Any] | None = None
+
+
+class FeedbackItem(BaseModel):
+    """One user's action on a card (CDS Hooks 2.0 feedback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card: str = Field(description="The uuid of a card this service returned")
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[dict[str, str]] | None = Field(default=None, description="Only when accepted")
+    overrideReason: dict[str, Any] | None = Field(
+        default=None, description="Only when overridden: reason (a Coding) and userComment (not logged)"
+    )
+    outcomeTimestamp: str = Field(description="ISO 8601 date and time, with a time zone")
+    extension: dict[str, Any] | None = None
+
+
+class FeedbackRequestBody(BaseModel):
+    """A CDS Hooks feedback request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: list[FeedbackItem] = Field(min_length=1)
+    extension: dict[str, Any] | None = None
 
 
 def queries(ruleset: RuleSet) -> dict[str, str]:
@@ -334,13 +371,15 @@ def cards(
     ruleset: RuleSet,
     unavailable: list[str],
     reasons: Mapping[str, str] | None = None,
+    link: str | None = None,
 ) -> list[dict[str, Any]]:
     """The cards for a screening result, and one for unavailable data if there was any.
 
-    ``reasons`` says why a type is unavailable where it was fetched and the fetch failed."""
+    ``reasons`` says why a type is unavailable where it was fetched and the fetch failed;
+    ``link``, the URL of the decision's full explanation, goes on the decision's card."""
     out = []
     if isinstance(result, Decision):
-        out.append(decision_card(result, ruleset, unchecked(result, ruleset, unavailable)))
+        out.append(decision_card(result, ruleset, unchecked(result, ruleset, unavailable), link))
     elif isinstance(result, NotScreened):
         out.append(
             _card("info", _clip(f"Ketamine screening not done: {result.reason}"), result.reason, ruleset)
@@ -445,7 +484,10 @@ def mismatch_card(problem: str, patient_id: str, ruleset: RuleSet) -> dict[str, 
 
 
 def decision_card(
-    decision: Decision, ruleset: RuleSet, not_checked: Mapping[str, list[str]] | None = None
+    decision: Decision,
+    ruleset: RuleSet,
+    not_checked: Mapping[str, list[str]] | None = None,
+    link: str | None = None,
 ) -> dict[str, Any]:
     """The card of a decision: indicator by outcome, the decisive reason in the summary.
 
@@ -481,13 +523,12 @@ def decision_card(
         reason = lead.reason
     else:
         reason = "refer for clinician assessment"
-    return _card(
-        indicator,
-        _clip(f"{headline}: {reason}"),
-        detail(decision, not_checked),
-        ruleset,
-        lead,
+    card = _card(
+        indicator, _clip(f"{headline}: {reason}"), detail(decision, not_checked, link), ruleset, lead
     )
+    if link:
+        card["links"] = [{"label": "Full explanation of this screening", "url": link, "type": "absolute"}]
+    return card
 
 
 def detail(
@@ -572,6 +613,7 @@ def _card(
         "indicator": indicator,
         "detail": text,
         "source": card_source,
+        "overrideReasons": [dict(reason) for reason in OVERRIDE_REASONS],
     }
 
 
@@ -589,3 +631,116 @@ def _clip(text: str) -> str:
 def _md(text: str) -> str:
     """Text safe inside markdown: no HTML, no accidental emphasis or links."""
     return text.replace("<", "&lt;").replace("*", "\\*").replace("[", "\\[")
+
+
+def read_feedback(data: Any, source: str = "request body") -> list[dict[str, Any]]:
+    """Check a CDS Hooks feedback request (``{"feedback": [...]}``, CDS Hooks 2.0) strictly and
+    return each item as a decision log row's feedback fields; InputError names the field.
+
+    A ``userComment`` is free text that may name the patient: the row says only whether
+    there was one. An override reason may be the client's own coding, not one of ours."""
+    if not isinstance(data, Mapping):
+        raise InputError("a feedback request must be a JSON object", source)
+    unknown = sorted(set(data) - {"feedback", "extension"})
+    if unknown:
+        raise InputError(f"unknown field {unknown[0][:100]!r}", source, unknown[0][:100])
+    items = data.get("feedback")
+    if not isinstance(items, list) or not items:
+        raise InputError("feedback must be a non-empty array of feedback items", source, "feedback")
+    return [_feedback_item(item, f"feedback[{n}]", source) for n, item in enumerate(items)]
+
+
+_FEEDBACK_FIELDS = frozenset(
+    {"card", "outcome", "acceptedSuggestions", "overrideReason", "outcomeTimestamp", "extension"}
+)
+
+
+def _feedback_item(item: Any, at: str, source: str) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise InputError("each feedback item must be an object", source, at)
+    unknown = sorted(set(item) - _FEEDBACK_FIELDS)
+    if unknown:
+        raise InputError(f"unknown field {unknown[0][:100]!r}", source, f"{at}.{unknown[0][:100]}")
+    card = item.get("card")
+    try:
+        card_uuid = str(uuid.UUID(card)) if isinstance(card, str) else None
+    except ValueError:
+        card_uuid = None
+    if card_uuid is None:
+        raise InputError("card must be the uuid of a card this service returned", source, f"{at}.card")
+    outcome = item.get("outcome")
+    if outcome not in FEEDBACK_OUTCOMES:
+        raise InputError("outcome must be 'accepted' or 'overridden'", source, f"{at}.outcome")
+    stamp = item.get("outcomeTimestamp")
+    try:
+        when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InputError(
+            "outcomeTimestamp must be an ISO 8601 date and time with a time zone",
+            source,
+            f"{at}.outcomeTimestamp",
+        )
+    accepted = item.get("acceptedSuggestions")
+    suggestions: list[str] | None = None
+    if accepted is not None:
+        if outcome != "accepted":
+            raise InputError(
+                "acceptedSuggestions is only for the accepted outcome", source, f"{at}.acceptedSuggestions"
+            )
+        if not isinstance(accepted, list):
+            raise InputError("acceptedSuggestions must be an array", source, f"{at}.acceptedSuggestions")
+        suggestions = []
+        for n, suggestion in enumerate(accepted):
+            ident = suggestion.get("id") if isinstance(suggestion, Mapping) else None
+            if not isinstance(ident, str) or not ident:
+                raise InputError(
+                    "each accepted suggestion is an object with an id",
+                    source,
+                    f"{at}.acceptedSuggestions[{n}].id",
+                )
+            suggestions.append(ident[:100])
+    override = item.get("overrideReason")
+    reason: dict[str, str] | None = None
+    comment = False
+    if override is not None:
+        if outcome != "overridden":
+            raise InputError(
+                "overrideReason is only for the overridden outcome", source, f"{at}.overrideReason"
+            )
+        if not isinstance(override, Mapping):
+            raise InputError("overrideReason must be an object", source, f"{at}.overrideReason")
+        unknown = sorted(set(override) - {"reason", "userComment"})
+        if unknown:
+            raise InputError(
+                f"unknown field {unknown[0][:100]!r}", source, f"{at}.overrideReason.{unknown[0][:100]}"
+            )
+        coding = override.get("reason")
+        if coding is not None:
+            if (
+                not isinstance(coding, Mapping)
+                or not isinstance(coding.get("code"), str)
+                or not coding["code"]
+            ):
+                raise InputError(
+                    "reason must be a Coding with a code", source, f"{at}.overrideReason.reason.code"
+                )
+            system = coding.get("system")
+            if system is not None and not isinstance(system, str):
+                raise InputError(
+                    "a Coding's system is a URI string", source, f"{at}.overrideReason.reason.system"
+                )
+            reason = {"system": (system or "")[:200], "code": coding["code"][:100]}
+        remark = override.get("userComment")
+        if remark is not None and not isinstance(remark, str):
+            raise InputError("userComment must be a string", source, f"{at}.overrideReason.userComment")
+        comment = bool(remark)
+    return {
+        "card_uuid": card_uuid,
+        "feedback_outcome": outcome,
+        "override_reason": reason,
+        "accepted_suggestions": suggestions,
+        "outcome_timestamp": when.isoformat(),
+        "has_user_comment": comment,
+    }
