@@ -101,6 +101,8 @@ def test_rules_show_takes_the_directory_site_values_and_codes(tmp_path: Path) ->
     site.write_text("parameters:\n  bp_exclusion_systolic: 170\n")
     code, out, _ = run("rules", "show", "EXC-BP-UNCONTROLLED", str(RULES), "--params", str(site))
     assert code == 0 and "bp_systolic > 170 ($bp_exclusion_systolic)" in out
+    # The report's label for the failure takes the site's value too.
+    assert "in the batch report, when it fails: blood pressure above 170/" in out
     assert "bp_exclusion_systolic = 170 mmHg (site value; default 180)" in out
     code, out, _ = run("rules", "show", "EXC-PSYCHOSIS", "--codes")
     assert code == 0

@@ -106,6 +106,11 @@ def show_criterion(ruleset: RuleSet, criterion: Criterion, codes: bool = False) 
         f"effect: {criterion.effect} ({'; '.join(moves) or 'never moves the outcome'})"
         + (", urgent when met" if criterion.urgent else ""),
         f"file: {criterion.file}",
+        *(
+            [f"in the batch report, when it fails: {criterion.label_when_failed.render(params)}"]
+            if criterion.label_when_failed is not None
+            else []
+        ),
         "",
         "met when:",
         *condition_text(criterion.when, params, "  "),
