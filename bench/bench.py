@@ -15,12 +15,13 @@ fire differs:
 ``in-process, engine``
     one Screener in this process: the durable-rules C-level path of ``screening.engine.durable``.
 ``in-process, plain Python``
-    the same, deciding with ``screening.engine.compiler.python_rules``: the compiled rules as plain
-    Python closures, built once (no engine).
+    the same, with ``Screener(engine=ReferenceEngine)``: the compiled rules as plain Python
+    closures, built once (``screening.engine.reference``, no durable-rules).
 ``in-process, Host API``
-    the same, deciding with the naive durable-rules ``Host`` API: ``assert_fact`` and
-    ``delete_state`` per record, a Python callback per fired rule. This file is the one
-    place outside ``screening/engine.py`` that imports durable-rules, because it measures it.
+    the same, with an engine that uses the naive durable-rules ``Host`` API: ``assert_fact``
+    and ``delete_state`` per record, a Python callback per fired rule. This file is the one
+    place outside ``screening/engine/durable.py`` that imports durable-rules, because it
+    measures it.
 
 Latency is per record in this process (parse, screen, serialise), after a warm-up.
 """
@@ -50,47 +51,41 @@ sys.path.insert(0, str(ROOT))
 from screening import Screener  # noqa: E402
 from screening.batch.run import run_batch  # noqa: E402
 from screening.batch.synthetic import write_records  # noqa: E402
-from screening.engine.compiler import python_rules  # noqa: E402
+from screening.engine.reference import ReferenceEngine  # noqa: E402
 from screening.errors import NotScreened, ScreeningError  # noqa: E402
 
 AS_OF = "2026-11-22"
 Fired = Callable[[Mapping[str, Any]], frozenset[str]]
 
 
-class _Deciding:
-    """Stands in for a Screener's engine: decides which rules fire some other way."""
+class HostApiEngine:
+    """Naive durable-rules usage as a RuleEngine: a Host, a fresh sid per record, assert_fact,
+    delete_state. Its ruleset name is global: one per process."""
 
-    def __init__(self, fired: Fired) -> None:
-        self.fired = fired
+    def __init__(self, definition: Mapping[str, Any]) -> None:
+        from durable.engine import Host
 
+        self._fired: list[str] = []
+        rules = {name: {"all": rule["all"], "run": self._action(name)} for name, rule in definition.items()}
+        self._host = Host()
+        self._host.register_rulesets({"bench_host": rules})
+        self._sids = itertools.count(1)
 
-def plain_python(screener: Screener) -> Fired:
-    return python_rules(screener.definition)
+    def _action(self, name: str) -> Callable[[Any], None]:
+        return lambda c: self._fired.append(name)
 
+    def fired(self, fact: Mapping[str, Any]) -> frozenset[str]:
+        from durable.engine import MessageNotHandledException
 
-def host_api(screener: Screener) -> Fired:
-    """Naive durable-rules usage: a Host, a fresh sid per record, assert_fact, delete_state."""
-    from durable.engine import Host, MessageNotHandledException
-
-    fired: list[str] = []
-
-    def action(name: str) -> Callable[[Any], None]:
-        return lambda c: fired.append(name)
-
-    rules = {name: {"all": rule["all"], "run": action(name)} for name, rule in screener.definition.items()}
-    host = Host()
-    host.register_rulesets({"bench_host": rules})
-    sids = itertools.count(1)
-
-    def decide(fact: Mapping[str, Any]) -> frozenset[str]:
-        fired.clear()
-        sid = str(next(sids))
+        self._fired.clear()
+        sid = str(next(self._sids))
         with contextlib.suppress(MessageNotHandledException):  # nothing fired
-            host.assert_fact("bench_host", {**fact, "sid": sid})
-        host.delete_state("bench_host", sid)
-        return frozenset(fired)
+            self._host.assert_fact("bench_host", {**fact, "sid": sid})
+        self._host.delete_state("bench_host", sid)
+        return frozenset(self._fired)
 
-    return decide
+    def close(self) -> None:
+        """The Host keeps its ruleset until the process ends."""
 
 
 def in_process(lines: list[bytes], screener: Screener, seconds: float, out: Path) -> dict[str, Any]:
@@ -245,13 +240,10 @@ def main() -> None:
     )
     results: dict[str, dict[str, Any]] = {}
     results["in-process, engine"] = in_process(lines, screener, args.seconds, workdir / "engine.jsonl")
-    engine = screener.engine
-    screener.engine = _Deciding(plain_python(screener))  # type: ignore[assignment]
-    results["in-process, plain Python"] = in_process(lines, screener, args.seconds, workdir / "plain.jsonl")
-    host = host_api(screener)
-    screener.engine = _Deciding(host)  # type: ignore[assignment]
-    results["in-process, Host API"] = in_process(lines, screener, args.seconds, workdir / "host.jsonl")
-    screener.engine = engine
+    reference = Screener(ROOT / "rules", engine=ReferenceEngine)
+    results["in-process, plain Python"] = in_process(lines, reference, args.seconds, workdir / "plain.jsonl")
+    host = Screener(ROOT / "rules", engine=HostApiEngine)
+    results["in-process, Host API"] = in_process(lines, host, args.seconds, workdir / "host.jsonl")
 
     count = args.batch_records or min(
         len(lines), max(2000, int(results["in-process, engine"]["rate"] * args.seconds * 2))
@@ -291,9 +283,9 @@ def main() -> None:
         screener,
         lines,
         {
-            "durable-rules C-level (screening.engine.durable)": screener.engine.fired,
-            "plain Python (python_rules closures)": plain_python(screener),
-            "durable-rules Host API": host,
+            "durable-rules C-level (DurableEngine)": screener.engine.fired,
+            "plain Python (ReferenceEngine)": reference.engine.fired,
+            "durable-rules Host API": host.engine.fired,
         },
     )
     print("\ndeciding step alone, per record (facts precomputed):")

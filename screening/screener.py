@@ -5,7 +5,7 @@
     >>> decision = screener.screen(record_dict, as_of="2026-11-22")
     >>> decision.outcome, decision.missing_information
 
-A Screener owns one durable-rules engine. It is safe to share between threads (calls are
+A Screener owns one rule engine (durable-rules unless told otherwise). It is safe to share between threads (calls are
 serialised), but durable-rules holds the GIL, so use one Screener per process to scale.
 """
 
@@ -19,8 +19,9 @@ from typing import Any
 
 from screening.aggregates.base import DiagnosisClassifier
 from screening.decision import Decision, NotScreened, decide
+from screening.engine.base import EngineFactory, RuleEngine
 from screening.engine.compiler import StatusReader, compile_ruleset
-from screening.engine.durable import Engine
+from screening.engine.durable import DurableEngine
 from screening.engine.facts import FactSheet, compute_facts, plan
 from screening.errors import EngineError, InputError
 from screening.record import Record, load_json, not_a_record, parse_record
@@ -61,10 +62,18 @@ class RecordScreener:
         params: Path | str | None = None,
         *,
         ruleset: RuleSet | None = None,
+        engine: EngineFactory | None = None,
     ) -> None:
+        """Load (or take) the rule set and compile it for the engine.
+
+        ``engine`` builds the engine from the compiled definition: durable-rules
+        (:class:`~screening.engine.durable.DurableEngine`) unless given. Tests and benchmarks
+        pass :class:`~screening.engine.reference.ReferenceEngine` to decide with plain
+        Python instead; durable-rules stays the production engine.
+        """
         self.ruleset = ruleset or load_ruleset(rules or default_rules_dir(), params)
         self.definition = compile_ruleset(self.ruleset)
-        self.engine = Engine(self.definition)
+        self.engine: RuleEngine = (engine or DurableEngine)(self.definition)
         self._rule_names = frozenset(self.definition)
         self._classify = DiagnosisClassifier(self.ruleset.value_sets.values())
         self._plan = plan(self.ruleset)
@@ -95,10 +104,10 @@ class RecordScreener:
         return parse_record(dict(record), as_of)
 
     def statuses(self, sheet: FactSheet) -> dict[str, str]:
-        """Each criterion's status, from the rules durable-rules fired for the record's fact."""
+        """Each criterion's status, from the rules the engine fired for the record's fact."""
         fact = self._reader.fact(sheet.values)
         fired = self.engine.fired(fact)
         strangers = fired - self._rule_names
         if strangers:
-            raise EngineError(f"durable-rules fired rules that were never compiled: {sorted(strangers)}")
+            raise EngineError(f"the engine fired rules that were never compiled: {sorted(strangers)}")
         return self._reader.statuses(fact, fired)

@@ -132,6 +132,12 @@ def test_only_the_durable_module_imports_durable_rules() -> None:
     assert importers_of("durable", "durable_rules_engine") == {"screening.engine.durable"}
 
 
+def test_the_engines_are_chosen_in_one_place_and_the_reference_engine_needs_nothing_above_errors() -> None:
+    # Everything above the screener sees only engine.base.RuleEngine.
+    assert importers_of("screening.engine.durable") == {"screening.screener"}
+    assert {name for name, _ in own_imports(MODULES["screening.engine.reference"])} == {"screening.errors"}
+
+
 def test_only_the_service_imports_the_web_framework() -> None:
     web = importers_of("fastapi", "fastapi_offline", "starlette", "uvicorn")
     assert web and all(module.startswith("screening.service.") for module in web), web

@@ -12,7 +12,7 @@ import tracemalloc
 from pathlib import Path
 
 from screening import Screener, load_ruleset
-from screening.engine.durable import Engine
+from screening.engine.durable import DurableEngine
 
 from .conftest import RULES
 
@@ -42,16 +42,16 @@ def test_loading_the_rule_set_again_and_again_keeps_no_python_memory() -> None:
 
 def test_dropped_engines_free_their_durable_rules_ruleset(screener: Screener) -> None:
     for _ in range(5):
-        Engine(screener.definition)
+        DurableEngine(screener.definition)
     before = _rss_kib()
     for _ in range(150):
-        Engine(screener.definition)
+        DurableEngine(screener.definition)
     growth = _rss_kib() - before
     assert growth < 150 * 200, f"{growth / 150:.0f} KiB kept per engine"
 
 
 def test_closing_an_engine_twice_is_harmless(screener: Screener) -> None:
-    engine = Engine(screener.definition)
+    engine = DurableEngine(screener.definition)
     engine.close()
     engine.close()
     del engine

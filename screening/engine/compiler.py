@@ -22,14 +22,12 @@ The gate exists because every rule that fires costs an action round trip through
 engine. Without it every settled criterion fires a rule, 33 per record; with it about 5,
 which halves the engine's time per record (``bench/bench.py``).
 
-:func:`matches` evaluates a compiled condition directly in Python. The property-based tests
-use it to check durable-rules against the same definitions.
+This module only compiles and reads; the engines (:mod:`screening.engine.base`) evaluate.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +49,6 @@ from screening.vocabulary import STATUSES, Effect
 FACT_TYPE = "screening"
 MET, NOT_MET, UNKNOWN = STATUSES
 _OPS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
-_CHECKS = {
-    "$neq": lambda a, b: a != b,
-    "$lt": lambda a, b: a < b,
-    "$lte": lambda a, b: a <= b,
-    "$gt": lambda a, b: a > b,
-    "$gte": lambda a, b: a >= b,
-}
 
 
 PRIMARY_STATUS: dict[str, str] = {
@@ -200,77 +191,3 @@ class StatusReader:
             else:
                 out[reading.criterion_id] = UNKNOWN
         return out
-
-
-def matches(expression: Mapping[str, Any], fact: Mapping[str, Any]) -> bool:
-    """Evaluate a compiled durable-rules expression against a fact, in plain Python.
-
-    Like durable-rules, a comparison on a field the fact does not have is false.
-    """
-    ((key, value),) = expression.items()
-    if key == "$and":
-        return all(matches(item, fact) for item in value)
-    if key == "$or":
-        return any(matches(item, fact) for item in value)
-    if key in _CHECKS:
-        ((field, expected),) = value.items()
-        return field in fact and bool(_CHECKS[key](fact[field], expected))
-    if key not in fact:
-        return False
-    actual = fact[key]
-    if isinstance(actual, bool) or isinstance(value, bool):
-        return type(actual) is type(value) and actual == value
-    return bool(actual == value)
-
-
-def fired_directly(definition: Mapping[str, Any], fact: Mapping[str, Any]) -> frozenset[str]:
-    """The rules of a compiled definition whose condition the fact satisfies."""
-    return frozenset(name for name, rule in definition.items() if matches(rule["all"][0]["m"], fact))
-
-
-Test = Callable[[Mapping[str, Any]], bool]
-_ABSENT = object()
-_OPERATORS = {
-    "$neq": operator.ne,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-}
-
-
-def python_rules(definition: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], frozenset[str]]:
-    """The compiled definition as plain Python closures, built once: the no-engine baseline
-    that ``bench/bench.py`` measures durable-rules against. It fires what :func:`matches` does."""
-    tests = tuple((name, _closure(rule["all"][0]["m"])) for name, rule in definition.items())
-
-    def fired(fact: Mapping[str, Any]) -> frozenset[str]:
-        return frozenset([name for name, test in tests if test(fact)])
-
-    return fired
-
-
-def _closure(expression: Mapping[str, Any]) -> Test:
-    ((key, value),) = expression.items()
-    if key in ("$and", "$or"):
-        parts = tuple(_closure(item) for item in value)
-        if key == "$and":
-            return lambda fact: all(part(fact) for part in parts)
-        return lambda fact: any(part(fact) for part in parts)
-    if key in _OPERATORS:
-        ((field, expected),) = value.items()
-        compare = _OPERATORS[key]
-
-        def check(fact: Mapping[str, Any]) -> bool:
-            actual = fact.get(field, _ABSENT)
-            return actual is not _ABSENT and bool(compare(actual, expected))
-
-        return check
-    if isinstance(value, bool):
-        return lambda fact: fact.get(key, _ABSENT) is value
-
-    def equals(fact: Mapping[str, Any]) -> bool:
-        actual = fact.get(key, _ABSENT)
-        return actual is not _ABSENT and not isinstance(actual, bool) and bool(actual == value)
-
-    return equals

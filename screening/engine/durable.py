@@ -132,8 +132,9 @@ def _translate(what: str, call: Callable[[], T]) -> T:
         raise EngineError(f"durable-rules failed to {what}: {type(error).__name__}: {error}") from error
 
 
-class Engine:
-    """One compiled durable-rules ruleset, evaluated through its C-level calls."""
+class DurableEngine:
+    """One compiled durable-rules ruleset, evaluated through its C-level calls: the production
+    :class:`screening.engine.base.RuleEngine`."""
 
     def __init__(self, definition: Mapping[str, Any], label: str = "screening") -> None:
         _tune_malloc()

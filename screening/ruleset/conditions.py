@@ -200,7 +200,13 @@ def resolve(value: Scalar | ParamRef, params: Mapping[str, Scalar]) -> Scalar:
 def kleene(
     condition: Condition, facts: Mapping[str, Scalar | None], params: Mapping[str, Scalar]
 ) -> bool | None:
-    """Strong-Kleene value of a condition: True, False, or None when facts leave it open."""
+    """Strong-Kleene value of a condition: True, False, or None when facts leave it open.
+
+    This is what a SOURCE condition means, and the definition the engines are checked
+    against: ``tests/engine/test_compiler.py`` reads each criterion's status from what
+    durable-rules (and the reference engine) fired for the compiled rules, and compares it
+    with this value. ``explain`` and the decision's emphasis use it directly.
+    """
     if isinstance(condition, Not):
         inner = kleene(condition.item, facts, params)
         return None if inner is None else not inner

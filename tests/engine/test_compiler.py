@@ -1,9 +1,10 @@
-"""The compiler, checked against durable-rules and against three-valued logic.
+"""The compiler and both engines, checked against each other and against three-valued logic.
 
 Hypothesis draws facts (some unknown, values on and around every threshold) and checks
-that (1) durable-rules fires exactly the rules a direct evaluation of the same compiled
-conditions says it should, gates and all, and (2) the status read from what fired is the
-criterion's strong-Kleene value: met when true, not met when false, unknown when neither.
+that (1) durable-rules fires exactly the rules the reference engine fires for the same
+compiled definition, gates and all, and (2) with either engine, the status read from what
+fired is the criterion's strong-Kleene value (``conditions.kleene`` of the source
+condition): met when true, not met when false, unknown when neither.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screening import Screener
+from screening.engine.base import RuleEngine
 from screening.engine.compiler import (
     FACT_TYPE,
     MET,
@@ -23,12 +25,11 @@ from screening.engine.compiler import (
     UNKNOWN,
     StatusReader,
     compile_condition,
-    fired_directly,
     gate_name,
-    matches,
-    python_rules,
     rule_name,
 )
+from screening.engine.durable import DurableEngine
+from screening.engine.reference import ReferenceEngine
 from screening.errors import EngineError
 from screening.ruleset.conditions import (
     AllOf,
@@ -43,12 +44,14 @@ from screening.ruleset.conditions import (
     resolve,
 )
 
-from .conftest import RULES
+from ..conftest import RULES
 
 SCREENER = Screener(RULES)
 RULESET = SCREENER.ruleset
 PARAMS = RULESET.params
 READER = StatusReader(RULESET)
+REFERENCE = ReferenceEngine(SCREENER.definition)
+ENGINES: dict[str, RuleEngine] = {"durable-rules": SCREENER.engine, "reference": REFERENCE}
 KLEENE = {True: MET, False: NOT_MET, None: UNKNOWN}
 
 
@@ -98,29 +101,17 @@ def facts_with_any_gates(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(facts_with_any_gates())
-def test_durable_rules_fires_what_direct_evaluation_says(fact: dict[str, Any]) -> None:
-    assert SCREENER.engine.fired(fact) == fired_directly(SCREENER.definition, fact)
-
-
-PYTHON_RULES = python_rules(SCREENER.definition)
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(facts_with_any_gates())
-def test_the_plain_python_baseline_fires_what_direct_evaluation_says(fact: dict[str, Any]) -> None:
-    assert PYTHON_RULES(fact) == fired_directly(SCREENER.definition, fact)
-
-
-def _statuses(drawn: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    values = {name: drawn.get(name) for name in RULESET.facts}
-    fact = READER.fact(values)
-    return values, READER.statuses(fact, SCREENER.engine.fired(fact))
+def test_durable_rules_fires_what_the_reference_engine_fires(fact: dict[str, Any]) -> None:
+    assert SCREENER.engine.fired(fact) == REFERENCE.fired(fact)
 
 
 @settings(max_examples=400, deadline=None)
 @given(facts())
-def test_statuses_follow_kleene_logic(drawn: dict[str, Any]) -> None:
-    values, statuses = _statuses(drawn)
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_statuses_follow_kleene_logic(engine: str, drawn: dict[str, Any]) -> None:
+    values = {name: drawn.get(name) for name in RULESET.facts}
+    fact = READER.fact(values)
+    statuses = READER.statuses(fact, ENGINES[engine].fired(fact))
     for criterion in RULESET.criteria:
         met = kleene(criterion.when, values, PARAMS)
         if criterion.not_met_when is None:
@@ -178,9 +169,28 @@ def test_negation_covers_every_operator() -> None:
 
 
 def test_compiled_comparisons_on_absent_fields_never_match() -> None:
-    for op in ("eq", "ne", "lt", "le", "gt", "ge"):
-        expression = compile_condition(Compare("x", op, ParamRef("p")), {"p": 3})
-        assert not matches(expression, {"t": FACT_TYPE})
+    definition = {
+        op: {
+            "all": [
+                {
+                    "m": {
+                        "$and": [
+                            {"t": FACT_TYPE},
+                            compile_condition(Compare("x", op, ParamRef("p")), {"p": 3}),
+                        ]
+                    }
+                }
+            ]
+        }
+        for op in ("eq", "ne", "lt", "le", "gt", "ge")
+    }
+    durable = DurableEngine(definition, label="absent")
+    try:
+        for engine in (durable, ReferenceEngine(definition)):
+            assert engine.fired({"t": FACT_TYPE}) == frozenset()
+            assert engine.fired({"t": FACT_TYPE, "x": 3}) == {"eq", "le", "ge"}
+    finally:
+        durable.close()
 
 
 def test_the_compiled_definition_is_plain_json() -> None:

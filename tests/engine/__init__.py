@@ -1,0 +1,1 @@
+"""Tests of screening.engine: the compiler, the durable-rules engine and the reference engine."""
