@@ -681,7 +681,7 @@ def batch(
             err=True,
         )
     if result.interrupted:
-        click.echo(f"interrupted: {out} holds {counts.assessed:,} records, each whole; rerun with --resume", err=True)
+        click.echo(f"interrupted: {out} holds {counts.assessed:,} records; rerun with --resume", err=True)
         sys.exit(130)
     sys.exit(2 if counts.failed else 0)
 
