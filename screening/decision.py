@@ -179,11 +179,19 @@ class _Deferred:
         self._value: Explanation | None = None
 
     def get(self) -> Explanation:
-        if self._value is None:
-            assert self._render is not None
-            self._value = self._render()
+        value = self._value
+        if value is None:
+            render = self._render
+            if render is None:  # another thread rendered it meanwhile (it sets the value first)
+                assert self._value is not None
+                return self._value
+            value = self._value = render()
             self._render = None  # drops the fact sheet and the record it held
-        return self._value
+        return value
+
+    def __reduce__(self) -> tuple[Any, tuple[Explanation]]:
+        """Pickled (or deep-copied) rendered: a closure cannot be pickled."""
+        return _rendered, (self.get(),)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Deferred) and self.get() == other.get()
@@ -193,6 +201,12 @@ class _Deferred:
 
     def __repr__(self) -> str:
         return repr(self.get())
+
+
+def _rendered(value: Explanation) -> _Deferred:
+    deferred = _Deferred(lambda: value)
+    deferred.get()
+    return deferred
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ without rendering a single reason template."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def test_lazy_explanation_is_byte_identical_to_an_eager_one(screener: Screener) 
         eager.explanation.get()
         for compact in (False, True):
             assert orjson.dumps(lazy.as_dict(compact)) == orjson.dumps(eager.as_dict(compact))
-        assert lazy == eager
+        assert lazy == eager == pickle.loads(pickle.dumps(screener.screen(record, AS_OF)))
         # What was decided first agrees with what the explanation says.
         assert lean["criteria"] == [
             {"id": c.id, "status": c.status, "decisive": c.decisive} for c in lazy.criteria
