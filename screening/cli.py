@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TypeVar
 import click
 
 from screening.batch.inputs import FORMATS
+from screening.batch.options import DETAILS, OUT_FORMATS, ROW_GROUP_SIZE
 from screening.decision import Decision, NotScreened
 from screening.errors import InputError, RecordError, RuleSetError, ScreeningError, clip
 
@@ -537,7 +538,7 @@ def schema() -> None:
     "-o",
     required=True,
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="Output JSONL; - for standard output.",
+    help="Output JSONL (- for standard output), or Parquet for a name ending in .parquet.",
 )
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts as CSV.")
@@ -561,7 +562,25 @@ def schema() -> None:
     "--compact",
     is_flag=True,
     help="Leave out of each decision what every line repeats (criterion titles, effects, "
-    "parameters, sources: see 'screening rules show'); about 60% smaller.",
+    "parameters, sources: see 'screening rules show'); about 60% smaller. Same as --detail compact.",
+)
+@click.option(
+    "--detail",
+    type=click.Choice(DETAILS),
+    help="JSONL lines: full decisions (default), compact ones, or the outcome, decisive "
+    "criteria, missing items and each status, without reasons (fastest).",
+)
+@click.option(
+    "--out-format",
+    type=click.Choice(OUT_FORMATS),
+    help="Default: parquet for an --out ending in .parquet, else jsonl.",
+)
+@click.option(
+    "--row-group-size",
+    type=click.IntRange(min=1),
+    default=ROW_GROUP_SIZE,
+    show_default=True,
+    help="Parquet: records per row group (and per part file written while the run goes on).",
 )
 @click.option(
     "--chunk-size", type=click.IntRange(min=1), default=250, show_default=True, help="Records per task."
@@ -590,6 +609,9 @@ def batch(
     resume: bool,
     force: bool,
     compact: bool,
+    detail: str | None,
+    out_format: str | None,
+    row_group_size: int,
     chunk_size: int,
     quiet: bool,
     file_mode: int,
@@ -626,6 +648,8 @@ def batch(
       screening batch patients.jsonl --out results.jsonl --worklist worklist.csv
       screening batch examples/ --out - --as-of 2026-11-22      # a folder of JSON records
       screening batch big.jsonl --out results.jsonl --compact --workers 8
+      screening batch big.jsonl --out outcomes.jsonl --detail outcome
+      screening batch big.jsonl --out results.parquet --as-of 2026-11-22
     """
     from screening.batch.output import prepare_output
     from screening.batch.run import run_batch
@@ -651,6 +675,9 @@ def batch(
             compact=compact,
             reports=[path for path in (report, summary, worklist) if path],
             mode=file_mode,
+            detail=detail,
+            out_format=out_format,
+            row_group_size=row_group_size,
         )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; lines already written are whole
         click.echo(f"interrupted: rerun with --resume to finish {out}", err=True)
@@ -677,7 +704,7 @@ def batch(
             err=True,
         )
     if result.interrupted:
-        click.echo(f"interrupted: {out} holds {counts.assessed:,} whole lines; rerun with --resume", err=True)
+        click.echo(f"interrupted: {out} holds {counts.assessed:,} records; rerun with --resume", err=True)
         sys.exit(130)
     sys.exit(2 if counts.failed else 0)
 

@@ -15,7 +15,7 @@ Every decision lists the findings of all levels, not only the decisive one.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
@@ -148,28 +148,105 @@ class CriterionResult(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Explanation:
+    """The words of a decision: each criterion's reason, evidence and sources, the summary,
+    the recommendations and what was not checked. Rendered from templates, so it costs
+    most of :func:`decide`; a :class:`Decision` renders it on first use."""
+
+    summary: str
+    criteria: tuple[CriterionResult, ...]
+    recommendations: list[str]
+    not_checked: list[str]
+
+
+class _Deferred:
+    """An explanation rendered on first use, then kept. Equal to another by its contents."""
+
+    __slots__ = ("_render", "_value")
+
+    def __init__(self, render: Callable[[], Explanation]) -> None:
+        self._render: Callable[[], Explanation] | None = render
+        self._value: Explanation | None = None
+
+    def get(self) -> Explanation:
+        value = self._value
+        if value is None:
+            render = self._render
+            if render is None:  # another thread rendered it meanwhile (it sets the value first)
+                assert self._value is not None
+                return self._value
+            value = self._value = render()
+            self._render = None  # drops the fact sheet and the record it held
+        return value
+
+    def __reduce__(self) -> tuple[Any, tuple[Explanation]]:
+        """Pickled (or deep-copied) rendered: a closure cannot be pickled."""
+        return _rendered, (self.get(),)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Deferred) and self.get() == other.get()
+
+    def __hash__(self) -> int:
+        return hash(self.get())
+
+    def __repr__(self) -> str:
+        return repr(self.get())
+
+
+def _rendered(value: Explanation) -> _Deferred:
+    deferred = _Deferred(lambda: value)
+    deferred.get()
+    return deferred
+
+
+PROFILE_FACTS = ("indication_grade", "age", "sex")
+"""The facts that describe the patient population (the batch report's breakdowns)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """The screening decision for one record."""
+    """The screening decision for one record.
+
+    The outcome, every status, the decisive criteria and the missing items are decided
+    when it is built; the explanation (``summary``, ``criteria``, ``recommendations``,
+    ``not_checked``) is rendered when first asked for, so an output that needs only the
+    first (``screening batch --detail outcome``, Parquet) never renders a reason."""
 
     record_id: str
     outcome: Outcome
     as_of: date
-    summary: str
-    criteria: tuple[CriterionResult, ...]
-    recommendations: list[str]
+    statuses: dict[str, str]
+    """Each criterion's status, in the rule set's order."""
+    decisive: tuple[str, ...]
+    """The criteria that set the outcome (none for ``eligible``), in the rule set's order."""
     missing_information: list[str]
-    not_checked: list[str]
     ruleset: dict[str, Any]
+    explanation: _Deferred
     dosing: dict[str, Any] | None = None
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    """The facts of :data:`PROFILE_FACTS` (``None`` when unknown): who the patient is, for
+    population breakdowns; in the outcome form as ``facts``, not in the other forms."""
+
+    @property
+    def summary(self) -> str:
+        return self.explanation.get().summary
+
+    @property
+    def criteria(self) -> tuple[CriterionResult, ...]:
+        return self.explanation.get().criteria
+
+    @property
+    def recommendations(self) -> list[str]:
+        return self.explanation.get().recommendations
+
+    @property
+    def not_checked(self) -> list[str]:
+        return self.explanation.get().not_checked
 
     def criterion(self, criterion_id: str) -> CriterionResult:
         return next(c for c in self.criteria if c.id == criterion_id)
-
-    @property
-    def statuses(self) -> dict[str, str]:
-        return {c.id: c.status for c in self.criteria}
 
     def as_dict(self, compact: bool = False) -> dict[str, Any]:
         """The decision as JSON-able data.
@@ -197,6 +274,28 @@ class Decision:
             out["sources"] = self.sources
         out.update(self.extra)
         return out
+
+    def as_outcome_dict(self) -> dict[str, Any]:
+        """The decision without its explanation (``screening batch --detail outcome``):
+        the outcome, the decisive criteria, the missing items and each criterion's status
+        (with ``decisive``, as in the other forms), and the run's date and rule set.
+        Renders no reason."""
+        decisive = set(self.decisive)
+        return {
+            "record_id": self.record_id,
+            "outcome": self.outcome.value,
+            "as_of": self.as_of.isoformat(),
+            "decisive": list(self.decisive),
+            "missing_information": self.missing_information,
+            "criteria": [
+                {"id": cid, "status": status, "decisive": cid in decisive}
+                for cid, status in self.statuses.items()
+            ],
+            "ruleset": self.ruleset,
+            "facts": self.profile,
+            "detail": "outcome",
+            **{key: value for key, value in self.extra.items() if key == "input_notes"},
+        }
 
     def to_json(self, indent: bool = False) -> bytes:
         return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2 if indent else 0)
@@ -234,32 +333,63 @@ Result = Decision | NotScreened
 def decide(
     ruleset: RuleSet, record: Record, as_of: date, sheet: FactSheet, statuses: Mapping[str, str]
 ) -> Decision:
-    """Assemble the decision from each criterion's status."""
+    """Decide from each criterion's status; the explanation is rendered when first used."""
     plan = _plan_for(ruleset)
     chosen = [(c, c.by_status[statuses[c.id]]) for c in plan.criteria]
     outcome = min((s.level for _, s in chosen if s.level), key=_RANK.__getitem__, default=Outcome.eligible)
     shared = _Shared(ruleset, plan.params, sheet)
-    results = tuple(_result(shared, c, s, s.level == outcome) for c, s in chosen)
-    if outcome != Outcome.eligible:
-        results = _mark_superseded(plan, results, sheet.values)
-    decisive = next((r for r in results if r.decisive), None)
-    unknown = [r for r in results if r.status == Status.unknown]
+    # What would settle each unknown criterion: the decision's missing items, so decided now.
+    missing = [
+        _missing(ruleset, c.criterion, shared.values, sheet) if s.status == Status.unknown else []
+        for c, s in chosen
+    ]
+    missing_information = _unique(
+        item
+        for (c, s), items in zip(chosen, missing, strict=True)
+        if c.criterion.effect != Effect.caution
+        for item in items
+    )
+
+    def explain() -> Explanation:
+        return _explain(plan, shared, chosen, outcome, missing)
+
     return Decision(
         record_id=record.id,
         outcome=outcome,
         as_of=as_of,
-        summary=f"{decisive.id}: {decisive.reason}" if decisive else _NEXT_STEP[outcome],
-        criteria=results,
-        recommendations=_recommendations(results, outcome),
-        missing_information=_unique(
-            item for r in unknown if r.effect != Effect.caution for item in r.missing
-        ),
-        not_checked=_not_checked(results, unknown),
+        statuses={c.id: s.status for c, s in chosen},
+        decisive=tuple(c.id for c, s in chosen if s.level == outcome),
+        missing_information=missing_information,
         ruleset={**ruleset.summary(), "overrides": dict(ruleset.overrides)},
+        explanation=_Deferred(explain),
         dosing=_dosing(ruleset, record)
         if outcome in (Outcome.eligible, Outcome.eligible_with_cautions)
         else None,
         sources=ruleset.cited_sources,
+        profile={name: sheet.values.get(name) for name in PROFILE_FACTS},
+    )
+
+
+def _explain(
+    plan: _Plan,
+    shared: _Shared,
+    chosen: list[tuple[_CriterionPlan, _StatusPlan]],
+    outcome: Outcome,
+    missing: list[list[str]],
+) -> Explanation:
+    results = tuple(
+        _result(shared, c, s, s.level == outcome, items)
+        for (c, s), items in zip(chosen, missing, strict=True)
+    )
+    if outcome != Outcome.eligible:
+        results = _mark_superseded(plan, results, shared.sheet.values)
+    decisive = next((r for r in results if r.decisive), None)
+    unknown = [r for r in results if r.status == Status.unknown]
+    return Explanation(
+        summary=f"{decisive.id}: {decisive.reason}" if decisive else _NEXT_STEP[outcome],
+        criteria=results,
+        recommendations=_recommendations(results, outcome),
+        not_checked=_not_checked(results, unknown),
     )
 
 
@@ -383,7 +513,9 @@ class _Shared:
         self.values: dict[str, Any] = {**params, **sheet.values}
 
 
-def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decisive: bool) -> CriterionResult:
+def _result(
+    shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decisive: bool, missing: list[str]
+) -> CriterionResult:
     """One criterion's result, given its status (``chosen``)."""
     sheet, values = shared.sheet, shared.values
     known, facts, status = sheet.values, planned.facts, chosen.status
@@ -406,7 +538,7 @@ def _result(shared: _Shared, planned: _CriterionPlan, chosen: _StatusPlan, decis
         {name: known[name] for name in facts},
         evidence,
         planned.parameters,
-        _missing(shared.ruleset, criterion, values, sheet) if status == Status.unknown else [],
+        missing,
         [notes[n] for n in planned.notable if n in notes] if planned.notable and notes else [],
         planned.sources,
         chosen.recommendation.render(values) if chosen.recommendation else None,

@@ -496,3 +496,33 @@ def test_values_have_human_words() -> None:
         "",
         "3, a",
     )
+
+
+def test_breakdowns_read_the_profile_facts_and_count_the_same_from_every_detail(tmp_path: Path) -> None:
+    from screening.decision import PROFILE_FACTS
+    from screening.present.report import BREAKDOWNS
+
+    assert {fact for _, fact, _ in BREAKDOWNS} == set(PROFILE_FACTS)
+    patients = tmp_path / "patients.jsonl"
+    write_records(patients, 300, seed=3, as_of=AS_OF)
+    summaries = []
+    for detail in ("full", "outcome"):
+        out = tmp_path / f"{detail}.jsonl"
+        args = [
+            "batch",
+            str(patients),
+            "--out",
+            str(out),
+            "--as-of",
+            AS_OF,
+            "-w",
+            "1",
+            "-q",
+            "--detail",
+            detail,
+        ]
+        result = CliRunner().invoke(main, [*args, "--rules", str(RULES)])
+        assert result.exit_code in (0, 2), result.output
+        summaries.append(Summary.from_jsonl(out))
+    full, outcome = summaries
+    assert full.groups == outcome.groups and sum(full.groups.values()) > 0

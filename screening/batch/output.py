@@ -17,7 +17,7 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -66,7 +66,8 @@ class Written:
     as_of: str | None = None
     ruleset_sha256: str | None = None
     overrides: dict[str, object] | None = None
-    compact: bool | None = None
+    detail: str | None = None
+    """The ``--detail`` of the decisions already written (None: no decision yet)."""
     truncated: int = 0
     summary: Summary = field(default_factory=Summary)
     # One key per whole line, of its record id (see id_key): --resume checks the input
@@ -117,9 +118,16 @@ def scan_output(path: Path) -> Written:
                 ruleset = decision.get("ruleset") or {}
                 written.ruleset_sha256 = ruleset.get("sha256")
                 written.overrides = ruleset.get("overrides", {})
-                written.compact = bool(decision.get("compact"))
+                written.detail = line_detail(decision)
             written.summary.add_line(data)
     return written
+
+
+def line_detail(decision: dict[str, Any]) -> str:
+    """The ``--detail`` a written decision was written with."""
+    if decision.get("detail") == "outcome":
+        return "outcome"
+    return "compact" if decision.get("compact") else "full"
 
 
 def _end_of_last_line(file: BinaryIO, size: int) -> int:

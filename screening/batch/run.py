@@ -37,7 +37,9 @@ from types import FrameType
 from typing import Any
 
 from screening.batch.inputs import FORMATS, Item, csv_header, detect_format, input_size, read_inputs
+from screening.batch.options import DETAILS, OUT_FORMATS, ROW_GROUP_SIZE
 from screening.batch.output import OUTPUT_MODE, LineWriter, Written, id_key, scan_output
+from screening.batch.parquet import ParquetWriter, holds_results, scan_parquet
 from screening.batch.pool import WorkerPool, chunk_bytes
 from screening.batch.worker import Chunk, ChunkResult, init_worker, payload_record_id, screen_chunk
 from screening.errors import InputError
@@ -110,8 +112,16 @@ def run_batch(
     reports: Sequence[Path | str] | None = None,
     mode: int = OUTPUT_MODE,
     force: bool = False,
+    detail: str | None = None,
+    out_format: str | None = None,
+    row_group_size: int = ROW_GROUP_SIZE,
 ) -> BatchResult:
     """Screen every record of ``inputs`` into the JSONL file ``out``. See the module docstring.
+
+    ``detail``: how much of each decision a line holds (:data:`~screening.batch.options.DETAILS`,
+    default ``full``; ``compact=True`` is ``detail="compact"``). ``out_format`` ``parquet``
+    (or an ``out`` ending in ``.parquet``) writes a Parquet file instead, in row groups of
+    ``row_group_size`` records (:mod:`~screening.batch.parquet`).
 
     ``reports`` are the files the caller will write after the run (the HTML report, the
     summary CSV): they are checked up front with the output, so that a bad path fails at
@@ -129,6 +139,8 @@ def run_batch(
     started = time.perf_counter()
     rules_dir = Path(rules) if rules else default_rules_dir()
     out = Path(out)
+    parquet = _out_format(out, out_format) == "parquet"
+    detail = _detail(detail, compact, parquet)
     if str(out) == STDOUT:
         if resume:
             raise InputError("--resume appends to an output file; standard output ('-') cannot resume")
@@ -139,17 +151,21 @@ def run_batch(
             raise InputError("the report would overwrite the output", str(report))
         _check_writable(Path(report), "report")
     formats = check_inputs(inputs, input_format, out)
-    if not (resume or force) and str(out) != STDOUT and out.is_file() and out.stat().st_size:
+    held = holds_results(out) if parquet else str(out) != STDOUT and out.is_file() and out.stat().st_size
+    if not (resume or force) and held:
         raise InputError(
             "already holds results; pass --resume to finish it, or --force to overwrite it", str(out)
         )
-    written = _scan_output(out) if resume else Written()
+    written = _scan_output(out, parquet) if resume else Written()
     day = _screening_date(as_of, written, out)
     workers = max(1, workers or default_workers())
-    if resume and written.compact is not None and written.compact != compact:
-        wanted = "with" if written.compact else "without"
-        raise InputError(f"was written {wanted} --compact; resume {wanted} it", str(out))
-    initargs = (str(rules_dir), str(params) if params else None, day.isoformat(), compact)
+    if resume and written.detail is not None and written.detail != detail:
+        raise InputError(
+            f"was written with {_DETAIL_FLAG[written.detail]}, not {_DETAIL_FLAG[detail]}; "
+            f"resume with {_DETAIL_FLAG[written.detail]}",
+            str(out),
+        )
+    initargs = (str(rules_dir), str(params) if params else None, day.isoformat(), detail)
     # The rules are checked here, once, before any worker starts: a broken rule set is one
     # clear message, not a traceback from every worker's initializer.
     ruleset = load_ruleset(rules_dir, params)
@@ -173,7 +189,17 @@ def run_batch(
                 items = _not_empty(items, inputs, result.notes)
             chunks = _Chunks(items, written.count, max(1, chunk_size))
             with (
-                _opened(out, written.end if resume else None, mode) as writer,
+                _opened(out, written.end if resume else None, mode)
+                if not parquet
+                else ParquetWriter(
+                    out,
+                    ruleset,
+                    day.isoformat(),
+                    resume=resume,
+                    first=written.count,
+                    mode=mode,
+                    row_group_size=row_group_size,
+                ) as writer,
                 _Progress(progress, inputs) as bar,
             ):
                 bar.skip(written.count, skipped_bytes)
@@ -191,6 +217,8 @@ def run_batch(
                         emit(chunk_result, size)
                 # A stop that came when every record was written interrupted nothing.
                 result.interrupted = stop.requested and not chunks.finished(written.count + result.records)
+                if isinstance(writer, ParquetWriter) and not result.interrupted:
+                    writer.finish()
         except OSError as error:
             raise _os_error(error) from None
         finally:
@@ -272,9 +300,43 @@ def _os_error(error: OSError, path: Path | str | None = None) -> InputError:
     return InputError(f"cannot be read or written: {reason}", str(where) if where is not None else None)
 
 
-def _scan_output(out: Path) -> Written:
+_DETAIL_FLAG = {"full": "--detail full", "compact": "--compact", "outcome": "--detail outcome"}
+
+
+def _out_format(out: Path, out_format: str | None) -> str:
+    """The output's format: as asked, or Parquet for a ``.parquet`` name, else JSONL."""
+    chosen = out_format or ("parquet" if out.suffix.lower() == ".parquet" else "jsonl")
+    if chosen not in OUT_FORMATS:
+        raise InputError(f"unknown output format {chosen!r} (expected one of {', '.join(OUT_FORMATS)})")
+    if chosen == "parquet" and str(out) == STDOUT:
+        raise InputError(
+            "Parquet cannot be written to standard output ('-'): its footer is written last, "
+            "so it needs a file; pass --out results.parquet"
+        )
+    return chosen
+
+
+def _detail(detail: str | None, compact: bool, parquet: bool) -> str:
+    """The ``--detail`` of the run, after checking it goes with ``--compact`` and the format."""
+    if compact and detail not in (None, "compact"):
+        raise InputError(f"--compact is --detail compact; it cannot go with --detail {detail}")
+    chosen = detail or ("compact" if compact else None)
+    if parquet:
+        if chosen not in (None, "outcome"):
+            raise InputError(
+                f"--detail {chosen} is for JSONL; a Parquet row holds the outcome, the decisive "
+                "criteria, the missing items and each status (--detail outcome)"
+            )
+        return "outcome"
+    chosen = chosen or "full"
+    if chosen not in DETAILS:
+        raise InputError(f"unknown detail {chosen!r} (expected one of {', '.join(DETAILS)})")
+    return chosen
+
+
+def _scan_output(out: Path, parquet: bool) -> Written:
     try:
-        return scan_output(out)
+        return scan_parquet(out) if parquet else scan_output(out)
     except OSError as error:
         raise _os_error(error, out) from None
 
@@ -442,7 +504,7 @@ class _Chunks:
 
 def _run_inline(
     chunks: Iterator[Chunk],
-    initargs: tuple[str, str | None, str, bool],
+    initargs: tuple[str, str | None, str, str],
     ruleset: RuleSet,
     emit: Callable[[ChunkResult, int], None],
     stop: _Stop,

@@ -46,23 +46,23 @@ class ChunkResult(NamedTuple):
 
 _screener: Screener | None = None
 _as_of: date | None = None
-_compact = False
+_detail = "full"
 
 
 def init_worker(
-    rules: str | None, params: str | None, as_of: str, compact: bool = False, ruleset: RuleSet | None = None
+    rules: str | None, params: str | None, as_of: str, detail: str = "full", ruleset: RuleSet | None = None
 ) -> None:
     """Build this process's Screener once (a pool's initializer). Ctrl-C is the parent's.
 
-    ``compact`` writes decisions without what every line would repeat (``Decision.as_dict``).
+    ``detail`` is how much of each decision a line holds (:data:`~screening.batch.options.DETAILS`).
     """
-    global _screener, _as_of, _compact
+    global _screener, _as_of, _detail
     if ruleset is None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _die_with_parent()
     _screener = Screener(Path(rules) if rules else None, Path(params) if params else None, ruleset=ruleset)
     _as_of = date.fromisoformat(as_of)
-    _compact = compact
+    _detail = detail
 
 
 def _die_with_parent() -> None:
@@ -84,7 +84,7 @@ def screen_chunk(chunk: Chunk) -> ChunkResult:
     first, items = chunk
     summary = Summary()
     lines = [
-        screen_item(_screener, _as_of, position, source, payload, summary, _compact)
+        screen_item(_screener, _as_of, position, source, payload, summary, _detail)
         for position, (source, payload, _size) in enumerate(items, first)
     ]
     return ChunkResult(b"".join(lines), summary, len(lines))
@@ -97,10 +97,10 @@ def screen_item(
     source: str | None,
     payload: Payload,
     summary: Summary,
-    compact: bool = False,
+    detail: str = "full",
 ) -> bytes:
     """One output line (with its newline) for one raw item; counts it in ``summary``."""
-    line = screen_result(screener, as_of, position, source, payload, summary, compact)
+    line = screen_result(screener, as_of, position, source, payload, summary, detail)
     return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -111,9 +111,12 @@ def screen_result(
     source: str | None,
     payload: Payload,
     summary: Summary,
-    compact: bool = False,
+    detail: str = "full",
 ) -> dict[str, Any]:
-    """The output line for one raw item, as a dict; counts it in ``summary``."""
+    """The output line for one raw item, as a dict; counts it in ``summary``.
+
+    ``detail`` ``outcome`` renders no reason: the line and the counts come from what the
+    decision decided (``Decision.as_outcome_dict``), never from its explanation."""
     record_id: str | None = None
     columns: dict[str, str] | None = None
     line: dict[str, Any] = {"position": position, "source": source, "record_id": None}
@@ -167,8 +170,11 @@ def screen_result(
             line["record_id"] = decision.record_id or record_id
             line["not_screened"] = decision.as_dict()
             summary.add_not_screened()
+        elif detail == "outcome":
+            line["decision"] = decision.as_outcome_dict()
+            summary.add_decision_dict(line["decision"])
         else:
-            line["decision"] = decision.as_dict(compact)
+            line["decision"] = decision.as_dict(detail == "compact")
             summary.add_decision(decision)
         return line
     _shorten_messages(line["error"] if "error" in line else line["not_screened"])

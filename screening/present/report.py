@@ -105,7 +105,8 @@ class Summary:
             decision["outcome"],
             ((c["id"], c["status"], c["decisive"]) for c in criteria),
             decision["missing_information"],
-            [c["facts"] for c in criteria],
+            # The outcome form has no facts per criterion, only the profile facts.
+            [c["facts"] for c in criteria if "facts" in c] or [decision.get("facts", {})],
         )
 
     def _add(
