@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from screening import Screener  # noqa: E402
 from screening.batch import run_batch  # noqa: E402
+from screening.build import build_name  # noqa: E402
 from screening.compiler import python_rules  # noqa: E402
 from screening.errors import NotScreened, ScreeningError  # noqa: E402
 from screening.generate import write_records  # noqa: E402
@@ -234,7 +235,7 @@ def main() -> None:
         return
 
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {len(screener.ruleset.criteria)} criteria "
+        f"python {sys.version.split()[0]} ({build_name()}), {os.cpu_count()} cores, {len(screener.ruleset.criteria)} criteria "
         f"({len(screener.definition)} rules), rule set {screener.ruleset.id} {screener.ruleset.version}"
     )
     print(
