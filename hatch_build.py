@@ -64,7 +64,9 @@ class MypycBuildHook(BuildHookInterface):
             return
         try:
             outputs = self._compile(root, modules, inplace=editable)
-        except Exception as exc:  # a missing compiler surfaces as several exception types
+        # A missing compiler surfaces as several exception types, and mypyc exits on a
+        # module it cannot compile.
+        except (Exception, SystemExit) as exc:
             if editable:
                 self._remove_extensions(root, modules)
             self.app.display_warning(
