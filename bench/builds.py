@@ -6,7 +6,8 @@
 Each TREE is a checkout whose ``screening`` package a child process imports (compiled when
 the tree holds the extension modules of an editable install; see README, "Compiled or pure
 Python"). Round after round, each tree in turn screens the same generated records in
-process (parse, screen, serialise: ``bench.py``'s in-process path) and then as a batch with
+process (parse, screen, serialise: ``bench.py``'s in-process path), times the facts and
+decision steps (``bench.py``'s by-step figures) and then runs the records as a batch with
 two workers. Trees alternate within every round, so a load that comes and goes affects
 them alike; the medians over the rounds are reported, in CPU time as well as wall time,
 since CPU time is what a busy machine distorts least. A batch's CPU time includes its
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Runs in a child per tree and round: that tree's bench.py (which puts the tree first on
 # sys.path) screens the records, then runs them as a batch.
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, time, types
 from pathlib import Path
 tree, source, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 sys.path.insert(0, str(tree / "bench"))
@@ -43,15 +44,20 @@ wall, cpu = time.perf_counter(), time.process_time()
 for line in lines:
     bench._screen_line(screener, line, bench.AS_OF)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+bench.time = types.SimpleNamespace(perf_counter=time.process_time)  # bench.steps in CPU time
+steps = bench.steps(screener, lines)
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 before = children.ru_utime + children.ru_stime
-result = bench.batch(source, workers, source.with_suffix(".out.jsonl"))
+out = source.with_suffix(".out.jsonl")
+out.unlink(missing_ok=True)  # run_batch keeps an output it was not told to overwrite
+result = bench.batch(source, workers, out)
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
-mine = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({
     "build": build_name(),
     "in_wall_us": 1e6 * wall / len(lines),
     "in_cpu_us": 1e6 * cpu / len(lines),
+    "facts_cpu_us": steps["facts"],
+    "decision_cpu_us": steps["decision"],
     "batch_wall_s": result["seconds"],
     "batch_worker_cpu_s": children.ru_utime + children.ru_stime - before,
     "errors": result["errors"],
@@ -88,17 +94,21 @@ def main() -> None:
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
     print(f"python {sys.version.split()[0]}, {args.records:,} records, {args.rounds} rounds, medians")
-    header = ("tree", "build", "in-proc wall us", "in-proc cpu us", "batch wall s", "batch worker cpu s")
-    print(f"{header[0]:<36}{header[1]:<18}" + "".join(f"{h:>20}" for h in header[2:]))
+    keys = {
+        "in_wall_us": "in-proc wall us",
+        "in_cpu_us": "in-proc cpu us",
+        "facts_cpu_us": "facts cpu us",
+        "decision_cpu_us": "decision cpu us",
+        "batch_wall_s": "batch wall s",
+        "batch_worker_cpu_s": "batch worker cpu s",
+    }
+    print(f"{'tree':<36}{'build':<18}" + "".join(f"{h:>19}" for h in keys.values()))
     for tree, results in runs.items():
-        medians = [
-            statistics.median(r[key] for r in results)
-            for key in ("in_wall_us", "in_cpu_us", "batch_wall_s", "batch_worker_cpu_s")
-        ]
+        medians = [statistics.median(r[key] for r in results) for key in keys]
         errors = sum(r["errors"] for r in results)
         print(
             f"{tree!s:<36}{results[0]['build']:<18}"
-            + "".join(f"{m:>20.2f}" for m in medians)
+            + "".join(f"{m:>19.2f}" for m in medians)
             + (f"   errors: {errors}" if errors else "")
         )
 
