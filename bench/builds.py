@@ -46,6 +46,7 @@ for line in lines:
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 bench.time = types.SimpleNamespace(perf_counter=time.process_time)  # bench.steps in CPU time
 steps = bench.steps(screener, lines)
+bench.time = time
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 before = children.ru_utime + children.ru_stime
 out = source.with_suffix(".out.jsonl")
