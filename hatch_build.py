@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import sysconfig
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,6 @@ BUILD_DIR = Path("build") / "mypyc"
 
 def pure_requested() -> bool:
     return os.environ.get(PURE_ENV, "").strip() not in ("", "0")
-
-
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    # mypy names modules from paths relative to the working directory, and setuptools
-    # writes an in-place build relative to it.
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 class MypycBuildHook(BuildHookInterface):
@@ -86,7 +73,9 @@ class MypycBuildHook(BuildHookInterface):
 
         # Per interpreter: mypyc writes C for the Python that runs it.
         build = root / BUILD_DIR / sys.implementation.cache_tag
-        with _cwd(root):
+        # mypy names modules from paths relative to the working directory, and setuptools
+        # writes an in-place build relative to it.
+        with contextlib.chdir(root):
             extensions = mypycify(
                 [
                     # The project's mypy settings load the pydantic plugin, which the build
