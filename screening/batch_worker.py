@@ -10,7 +10,6 @@ to it: a decision, a ``not_screened`` or an error naming the record and the fiel
 from __future__ import annotations
 
 import ctypes
-import gc
 import re
 import signal
 import sys
@@ -62,10 +61,6 @@ def init_worker(
     _screener = Screener(Path(rules) if rules else None, Path(params) if params else None, ruleset=ruleset)
     _as_of = date.fromisoformat(as_of)
     _compact = compact
-    if ruleset is None:
-        # The Screener lives as long as this worker: the cyclic collector need not scan it
-        # again at every full collection (bench/bench.py, batch variants).
-        gc.freeze()
 
 
 def _die_with_parent() -> None:
