@@ -45,6 +45,8 @@ def stale_sources() -> list[str]:
     stale = []
     for name in compiled_modules():
         base = _PACKAGE_DIR.joinpath(*name.split(".")[1:])
+        if hasattr(sys.modules[name], "__path__"):  # a compiled package: its __init__
+            base = base / "__init__"
         source = base.with_suffix(".py")
         built = [base.with_name(base.name + suffix) for suffix in EXTENSION_SUFFIXES]
         times = [path.stat().st_mtime for path in built if path.exists()]
