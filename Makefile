@@ -25,9 +25,13 @@ BIN := $(VENV)/bin
 DURABLE := $(shell grep -o 'durable-rules==[0-9.]*' pyproject.toml)
 DURABLE_CPPFLAGS := -DPyEval_CallObject=PyObject_CallObject
 
-.PHONY: demo test lint install clean
+# The modules mypyc compiles when the package is installed (listed in pyproject.toml, built by
+# hatch_build.py): an edit to one reinstalls, which compiles it again.
+COMPILED := $(shell sed -n '/^\[tool.hatch.build.hooks.custom\]/,/^]/p' pyproject.toml | grep -o 'screening/[^"]*\.py')
 
-$(BIN)/screening: pyproject.toml
+.PHONY: demo test lint install clean smoke-pure
+
+$(BIN)/screening: pyproject.toml hatch_build.py $(COMPILED)
 	@test -n "$(PY)" || { echo "Python 3.11, 3.12 or 3.13 is required; $(or $(PYTHON),python3) is not one that runs"; exit 1; }
 	@test ! -x $(BIN)/python || $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_VERSION)".split("."))))' \
 		|| { echo "$(VENV) is not Python $(PY_VERSION): give another VENV=, or remove $(VENV)"; exit 1; }
@@ -45,13 +49,28 @@ demo: install
 	@for f in examples/*.json; do echo; echo "== $$f"; $(BIN)/screening check $$f --as-of 2026-11-22 || exit 1; done
 
 lint: install
-	$(BIN)/ruff check screening tests $(wildcard bench)
-	$(BIN)/ruff format --check screening tests $(wildcard bench)
+	$(BIN)/ruff check screening tests $(wildcard bench) hatch_build.py
+	$(BIN)/ruff format --check screening tests $(wildcard bench) hatch_build.py
 	$(BIN)/mypy
 
 test: lint
+	$(BIN)/screening --version
 	$(BIN)/screening rules test --coverage --min-coverage 100
 	$(BIN)/pytest
 
+# The pure-Python build (what an install without a C compiler gets), in a venv of its own, on
+# Python 3.12 by default: an editable install removes the in-place compiled modules of its own
+# Python version, and the compiled venvs are 3.11 and 3.13. The rule tests, a batch and a few
+# fast tests; `make test` runs everything on the compiled build.
+SMOKE_TESTS := tests/test_build.py tests/test_decision.py tests/test_facts_speed_equivalence.py \
+	tests/test_decision_speed_equivalence.py tests/test_aggregates_reasons.py tests/test_windows.py
+smoke-pure:
+	$(MAKE) install PYTHON=$(or $(PYTHON),python3.12) VENV=.venv-pure SCREENING_PURE_PYTHON=1
+	.venv-pure/bin/screening --version | grep -q 'pure Python' || { .venv-pure/bin/screening --version; exit 1; }
+	.venv-pure/bin/screening rules test
+	.venv-pure/bin/screening batch examples/ --as-of 2026-11-22 -o build/smoke-pure.jsonl --force
+	SCREENING_EXPECT_BUILD=pure .venv-pure/bin/pytest -p no:cacheprovider $(SMOKE_TESTS)
+
 clean:
-	rm -rf .venv .venv-* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-* .pytest_cache .mypy_cache .ruff_cache build/mypyc
+	find screening -name '*.so' -delete

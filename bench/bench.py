@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from screening import Screener  # noqa: E402
 from screening.batch.run import run_batch  # noqa: E402
 from screening.batch.synthetic import write_records  # noqa: E402
+from screening.build import build_name  # noqa: E402
 from screening.engine.reference import ReferenceEngine  # noqa: E402
 from screening.errors import NotScreened, ScreeningError  # noqa: E402
 
@@ -229,7 +230,7 @@ def main() -> None:
         return
 
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {len(screener.ruleset.criteria)} criteria "
+        f"python {sys.version.split()[0]} ({build_name()}), {os.cpu_count()} cores, {len(screener.ruleset.criteria)} criteria "
         f"({len(screener.definition)} rules), rule set {screener.ruleset.id} {screener.ruleset.version}"
     )
     print(

@@ -69,6 +69,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         return
     from importlib.metadata import version
 
+    from screening.build import build_name, stale_sources
     from screening.ruleset.loading import load_ruleset
     from screening.screener import default_rules_dir
 
@@ -77,7 +78,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         rules_line = f"rules {ruleset.id} {ruleset.version}, sha256 {ruleset.sha256}"
     except RuleSetError as error:
         rules_line = f"rules: cannot load the default rule set: {error}"
-    click.echo(f"screening {version('screening')}\n{rules_line}")
+    click.echo(f"screening {version('screening')}, {build_name()}\n{rules_line}")
+    if stale := stale_sources():
+        click.echo(
+            f"warning: edited since they were compiled, so not running: {', '.join(stale)}; "
+            "reinstall (make install) to compile them again",
+            err=True,
+        )
     ctx.exit()
 
 
@@ -88,7 +95,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     expose_value=False,
     is_eager=True,
     callback=_print_version,
-    help="Show the version and the default rule set's id, version and sha256.",
+    help="Show the version, the build (compiled or pure Python) and the default rule set's id, version and sha256.",
 )
 def main() -> None:
     """Screen patients for IV ketamine in chronic pain against documented criteria.

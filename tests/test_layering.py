@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("batch",),
     ("service",),
     ("authoring",),
-    ("cli", "__init__", "__main__"),
+    ("build", "cli", "__init__", "__main__"),
 )
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
