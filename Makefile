@@ -63,7 +63,8 @@ test: lint
 # Python version, and the compiled venvs are 3.11 and 3.13. The rule tests, a batch and a few
 # fast tests; `make test` runs everything on the compiled build.
 SMOKE_TESTS := tests/test_build.py tests/test_decision.py tests/test_facts_speed_equivalence.py \
-	tests/test_decision_speed_equivalence.py tests/test_aggregates_reasons.py tests/test_windows.py
+	tests/test_decision_speed_equivalence.py tests/test_aggregates_reasons.py tests/test_windows.py \
+	tests/test_batch_detail.py
 smoke-pure:
 	$(MAKE) install PYTHON=$(or $(PYTHON),python3.12) VENV=.venv-pure SCREENING_PURE_PYTHON=1
 	.venv-pure/bin/screening --version | grep -q 'pure Python' || { .venv-pure/bin/screening --version; exit 1; }

@@ -10,8 +10,15 @@ fire differs:
 
 ``batch, 1 worker`` / ``batch, 2 workers``
     ``screening.batch.run.run_batch``, end to end (rule loading, worker start-up, output file).
-``batch --compact, ...``
-    the same, writing compact decisions (``screening batch --compact``).
+``batch, full|compact|outcome JSONL|outcome Parquet, N workers``
+    the same, for each output detail (``--detail``, and ``--out x.parquet``): ``outcome`` and
+    Parquet decide without rendering any reason.
+``floor: orjson.loads``
+    parsing the same JSONL lines and nothing else: no screening can be faster.
+``builds side by side``
+    ``bench/builds.py`` over this checkout and a pure-Python copy of it (``git archive
+    HEAD``, no extension modules), round by round: the compiled build against the pure one
+    in one run (skip with ``--no-builds``).
 ``in-process, engine``
     one Screener in this process: the durable-rules C-level path of ``screening.engine.durable``.
 ``in-process, plain Python``
@@ -53,7 +60,7 @@ from screening.batch.run import run_batch  # noqa: E402
 from screening.batch.synthetic import write_records  # noqa: E402
 from screening.build import build_name  # noqa: E402
 from screening.engine.reference import ReferenceEngine  # noqa: E402
-from screening.errors import NotScreened, ScreeningError  # noqa: E402
+from screening.errors import ScreeningError  # noqa: E402
 
 AS_OF = "2026-11-22"
 Fired = Callable[[Mapping[str, Any]], frozenset[str]]
@@ -123,16 +130,14 @@ def in_process(lines: list[bytes], screener: Screener, seconds: float, out: Path
 def _screen_line(screener: Screener, line: bytes, as_of: str) -> tuple[bytes, int]:
     try:
         decision = screener.screen(orjson.loads(line), as_of)
-    except NotScreened as error:
-        return orjson.dumps(error.as_dict(), option=orjson.OPT_APPEND_NEWLINE), 0
     except ScreeningError as error:  # the Host API sometimes loses fired rules: EngineError
         return orjson.dumps({"error": str(error)}, option=orjson.OPT_APPEND_NEWLINE), 1
     return orjson.dumps(decision.as_dict(), option=orjson.OPT_APPEND_NEWLINE), 0
 
 
-def batch(path: Path, workers: int, out: Path, compact: bool = False) -> dict[str, Any]:
+def batch(path: Path, workers: int, out: Path, detail: str = "full") -> dict[str, Any]:
     started = time.perf_counter()
-    result = run_batch([path], out, rules=ROOT / "rules", as_of=AS_OF, workers=workers, compact=compact)
+    result = run_batch([path], out, rules=ROOT / "rules", as_of=AS_OF, workers=workers, detail=detail)
     elapsed = time.perf_counter() - started
     return {
         "records": result.records,
@@ -217,6 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, metavar="N", help="profile the in-process path over N records instead"
     )
+    parser.add_argument("--no-builds", action="store_true", help="skip the compiled/pure side by side")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="screening-bench-"))
@@ -251,10 +257,11 @@ def main() -> None:
     )
     subset = workdir / "batch.jsonl"
     subset.write_bytes(b"\n".join(lines[:count]) + b"\n")
-    results["batch, 1 worker"] = batch(subset, 1, workdir / "b1.jsonl")
-    results["batch, 2 workers"] = batch(subset, 2, workdir / "b2.jsonl")
-    results["batch --compact, 1 worker"] = batch(subset, 1, workdir / "c1.jsonl", compact=True)
-    results["batch --compact, 2 workers"] = batch(subset, 2, workdir / "c2.jsonl", compact=True)
+    for workers in (1, 2):
+        for label, detail, suffix in FORMS:
+            out = workdir / f"{detail}-{workers}{suffix}"
+            results[f"batch {label}, {workers}w"] = batch(subset, workers, out, detail)
+    results["floor: orjson.loads"] = floor(lines, args.seconds)
 
     plain = results["in-process, plain Python"]["rate"]
     print()
@@ -268,17 +275,13 @@ def main() -> None:
             f"{name:<30}{r['records']:>9,}{r['seconds']:>9.2f}{r['rate']:>9,.0f}{r['rate'] / plain:>9.2f}x"
             f"{p50:>9}{p99:>9}{r['errors']:>8}"
         )
-    one, two = results["batch, 1 worker"]["rate"], results["batch, 2 workers"]["rate"]
-    compact_ratio = (
-        results["batch --compact, 2 workers"]["rate"] / results["batch --compact, 1 worker"]["rate"]
-    )
+    print()
+    for label, _, _ in FORMS:
+        one, two = results[f"batch {label}, 1w"]["rate"], results[f"batch {label}, 2w"]["rate"]
+        print(f"2 workers / 1 worker, {label}: {two / one:.2f}x")
     print(
-        f"\n2 workers / 1 worker: {two / one:.2f}x, with --compact {compact_ratio:.2f}x"
-        "   (targets: 15,000 rec/s on 1 worker, >= 1.7x, p99 < 2 ms)"
-    )
-    print(
-        f"batch 1 worker / in-process engine: {one / results['in-process, engine']['rate']:.2f}x "
-        "(the difference is start-up and the output file)"
+        "targets (issue 11): outcome Parquet >= 10,000 rec/s on 1 worker, compact JSONL >= 6,000, "
+        "full >= 1.5x the pure build, 2 workers >= 1.7x, p99 < 1 ms"
     )
     micro = engine_only(
         screener,
@@ -301,6 +304,45 @@ def main() -> None:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {rss:.0f} MiB; outputs in {workdir}")
+    if not args.no_builds:
+        side_by_side(workdir)
+
+
+FORMS = (
+    ("full JSONL", "full", ".jsonl"),
+    ("compact JSONL", "compact", ".jsonl"),
+    ("outcome JSONL", "outcome", ".jsonl"),
+    ("outcome Parquet", "outcome", ".parquet"),
+)
+
+
+def floor(lines: list[bytes], seconds: float) -> dict[str, Any]:
+    """Parsing the lines with orjson and nothing else, for at least ``seconds``."""
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for line in lines:
+            orjson.loads(line)
+        count += len(lines)
+    elapsed = time.perf_counter() - started
+    return {"records": count, "seconds": elapsed, "rate": count / elapsed, "errors": 0}
+
+
+def side_by_side(workdir: Path) -> None:
+    """The compiled and the pure-Python build in one run, through bench/builds.py."""
+    import subprocess
+
+    pure = workdir / "pure"
+    pure.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=False)
+    if archive.returncode != 0:
+        print("\nbuilds side by side: skipped (not a git checkout)")
+        return
+    subprocess.run(["tar", "-x", "-C", str(pure)], input=archive.stdout, check=True)
+    print(
+        "\nbuilds side by side (bench/builds.py: this checkout, then a pure-Python copy of HEAD):", flush=True
+    )
+    command = [sys.executable, str(ROOT / "bench" / "builds.py"), str(ROOT), str(pure), "--rounds", "3"]
+    subprocess.run([*command, "--records", "2000"], check=False)
 
 
 def profile(screener: Screener, lines: list[bytes], out: Path) -> None:

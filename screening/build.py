@@ -48,7 +48,10 @@ def stale_sources() -> list[str]:
         if hasattr(sys.modules[name], "__path__"):  # a compiled package: its __init__
             base = base / "__init__"
         source = base.with_suffix(".py")
+        # A compiled module is a small shim that loads the one shared library of the group:
+        # an edit rebuilds the library, not always the shim.
         built = [base.with_name(base.name + suffix) for suffix in EXTENSION_SUFFIXES]
+        built += [_PACKAGE_DIR / f"_compiled__mypyc{suffix}" for suffix in EXTENSION_SUFFIXES]
         times = [path.stat().st_mtime for path in built if path.exists()]
         if source.exists() and times and source.stat().st_mtime > max(times):
             stale.append(source.relative_to(_PACKAGE_DIR.parent).as_posix())

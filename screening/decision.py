@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -158,6 +158,15 @@ class Explanation:
     recommendations: list[str]
     not_checked: list[str]
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _by_fields(self)
+
+
+def _by_fields(value: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Pickle a frozen dataclass through its constructor: compiled by mypyc, it cannot be
+    restored field by field (``FrozenInstanceError``)."""
+    return type(value), tuple(getattr(value, f.name) for f in fields(value))
+
 
 class _Deferred:
     """An explanation rendered on first use, then kept. Equal to another by its contents."""
@@ -228,6 +237,9 @@ class Decision:
     profile: dict[str, Any] = field(default_factory=dict)
     """The facts of :data:`PROFILE_FACTS` (``None`` when unknown): who the patient is, for
     population breakdowns; in the outcome form as ``facts``, not in the other forms."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _by_fields(self)
 
     @property
     def summary(self) -> str:
@@ -309,6 +321,9 @@ class NotScreened:
     record_id: str | None
     reason: str
     code = "not_screened"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _by_fields(self)
 
     @property
     def message(self) -> str:
