@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from screening.generate import write_records
+    from screening.batch.synthetic import write_records
 
     source = Path(tempfile.mkdtemp(prefix="screening-builds-")) / "records.jsonl"
     write_records(source, args.records, 42, "2026-11-22")
