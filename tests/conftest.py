@@ -63,3 +63,17 @@ def eligible_record(**changes: object) -> dict[str, object]:
 
 # `pytest --hypothesis-profile=long`: the fuzz tests run many more examples.
 settings.register_profile("long", max_examples=3000, deadline=None)
+
+
+def write_cohort(path: Path, count: int, seed: int, malformed: dict[int, bytes]) -> Path:
+    """A JSONL file of ``count`` lines: generated records, with the ``malformed`` lines at their
+    (0-based) positions."""
+    import orjson
+
+    from screening.batch.synthetic import generate_records
+
+    records = generate_records(count - len(malformed), seed=seed, as_of=AS_OF)
+    with path.open("wb") as file:
+        for index in range(count):
+            file.write(malformed.get(index) or orjson.dumps(next(records)) + b"\n")
+    return path

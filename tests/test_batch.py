@@ -20,7 +20,7 @@ from screening.batch.synthetic import generate_records, write_records
 from screening.cli import main
 from screening.errors import InputError
 
-from .conftest import AS_OF, ROOT, RULES
+from .conftest import AS_OF, ROOT, RULES, write_cohort
 
 MALFORMED = {
     7: b"{not json\n",
@@ -39,12 +39,7 @@ def lines_of(path: Path) -> list[dict[str, object]]:
 @pytest.fixture(scope="module")
 def patients(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1,300 generated records with malformed lines at known line numbers (0-based keys)."""
-    path = tmp_path_factory.mktemp("batch") / "patients.jsonl"
-    records = generate_records(COUNT - len(MALFORMED), seed=11, as_of=AS_OF)
-    with path.open("wb") as file:
-        for index in range(COUNT):
-            file.write(MALFORMED.get(index) or orjson.dumps(next(records)) + b"\n")
-    return path
+    return write_cohort(tmp_path_factory.mktemp("batch") / "patients.jsonl", COUNT, 11, MALFORMED)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from screening.cli import main
 from screening.decision import Decision
 from screening.errors import InputError, ScreeningError
 
-from .conftest import AS_OF, RULES
+from .conftest import AS_OF, RULES, write_cohort
 
 MALFORMED = {5: b"{not json\n", 40: b'{"id": "bad-bp", "blood_pressure": [{"systolic": 40000}]}\n'}
 MALFORMED[70] = b'{"id": "dead", "deceased": true}\n'
@@ -32,12 +32,7 @@ COUNT = 240
 
 @pytest.fixture(scope="module")
 def patients(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("detail") / "patients.jsonl"
-    records = generate_records(COUNT - len(MALFORMED), seed=5, as_of=AS_OF)
-    with path.open("wb") as file:
-        for index in range(COUNT):
-            file.write(MALFORMED.get(index) or orjson.dumps(next(records)) + b"\n")
-    return path
+    return write_cohort(tmp_path_factory.mktemp("detail") / "patients.jsonl", COUNT, 5, MALFORMED)
 
 
 def _run(patients: Path, out: Path, **options: Any) -> bytes:

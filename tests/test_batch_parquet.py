@@ -19,12 +19,11 @@ from click.testing import CliRunner
 
 from screening.batch.parquet import parts_dir
 from screening.batch.run import run_batch
-from screening.batch.synthetic import generate_records
 from screening.cli import main
 from screening.errors import InputError
 from screening.ruleset.loading import load_ruleset
 
-from .conftest import AS_OF, ROOT, RULES
+from .conftest import AS_OF, ROOT, RULES, write_cohort
 
 MALFORMED = {3: b"{not json\n", 77: b'{"id": "dead", "deceased": true}\n'}
 MALFORMED[150] = (
@@ -36,12 +35,7 @@ GROUP = 64
 
 @pytest.fixture(scope="module")
 def patients(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("parquet") / "patients.jsonl"
-    records = generate_records(COUNT - len(MALFORMED), seed=3, as_of=AS_OF)
-    with path.open("wb") as file:
-        for index in range(COUNT):
-            file.write(MALFORMED.get(index) or orjson.dumps(next(records)) + b"\n")
-    return path
+    return write_cohort(tmp_path_factory.mktemp("parquet") / "patients.jsonl", COUNT, 3, MALFORMED)
 
 
 @pytest.fixture(scope="module")
