@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import click
 
@@ -175,15 +175,20 @@ def check(
     except RecordError as error:
         error.source = source
         raise
-    if isinstance(decision, NotScreened):  # a result, but no decision: said as before, exit 1
-        click.echo(f"error: {decision.code}: {decision.message}", err=True)
-        sys.exit(1)
+    if isinstance(decision, NotScreened):
+        _refuse_not_screened(decision)
     if output_format == "json":
         click.echo(decision.to_json(indent=True).decode())
     else:
         from screening.present.text import render_text
 
         click.echo(render_text(decision, color=text.color, full=text.full), nl=False, color=text.color)
+
+
+def _refuse_not_screened(result: NotScreened) -> NoReturn:
+    """A native record that is not screened: a result, but no decision to show (exit 1)."""
+    click.echo(f"error: {result.code}: {result.message}", err=True)
+    sys.exit(1)
 
 
 class _TextOptions(NamedTuple):
@@ -500,8 +505,7 @@ def explain(
             error.source = source
             raise
         if isinstance(result, NotScreened):
-            click.echo(f"error: {result.code}: {result.message}", err=True)
-            sys.exit(1)
+            _refuse_not_screened(result)
         decisions = [result]
     else:
         raise not_a_record(data, source)

@@ -36,6 +36,24 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def error_shape(
+    code: str,
+    message: str | None,
+    field: str | None = None,
+    record_id: str | None = None,
+    problems: list[dict[str, str]] | None = None,
+) -> dict[str, object]:
+    """The one error shape: what :meth:`ScreeningError.as_dict` gives, and what the HTTP
+    service answers for errors of its own (a bad query parameter, a 404)."""
+    return {
+        "code": code,
+        "message": message,
+        "field": field,
+        "record_id": record_id,
+        "problems": problems or [],
+    }
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One thing wrong in a rule file, a site parameter file or a record."""
@@ -82,13 +100,7 @@ class ScreeningError(Exception):
 
     def as_dict(self) -> dict[str, object]:
         """The one error shape of every interface; subclasses may add keys after these."""
-        return {
-            "code": self.code,
-            "message": str(self),
-            "field": self.field,
-            "record_id": self.record_id,
-            "problems": self.problem_dicts(),
-        }
+        return error_shape(self.code, str(self), self.field, self.record_id, self.problem_dicts())
 
 
 class RuleSetError(ScreeningError):

@@ -58,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from screening.decision import Decision, NotScreened
-from screening.errors import EngineError, InputError, RecordError, RuleSetError, ScreeningError
+from screening.errors import EngineError, InputError, RecordError, RuleSetError, ScreeningError, error_shape
 from screening.intake import InputKind, Screener, classify
 from screening.record import Record, load_json, not_a_record
 from screening.screener import parse_as_of
@@ -111,8 +111,8 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """The one error shape (as :meth:`ScreeningError.as_dict`) for errors of HTTP's own."""
-    return {"code": code, "message": _clip(message), "field": field, "record_id": None, "problems": []}
+    """The one error shape (:func:`screening.errors.error_shape`) for errors of HTTP's own."""
+    return error_shape(code, _clip(message), field)
 
 
 def _clip(text: str | None) -> str | None:
